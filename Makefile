@@ -1,0 +1,58 @@
+# heartrate-serve: one Makefile. `make run` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_SRC := proto/heartrate_service.proto
+
+.PHONY: install proto proto-check run test test-unit test-integration test-e2e lint format bench bench-core loadtest clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Generated stubs are committed; tests/unit/test_proto_generated.py checks they match the .proto.
+proto: $(STAMP)
+	$(PY) -m heartrate_serve.proto.generate
+
+run: $(STAMP)
+	$(VENV)/bin/heartrate-serve
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit tests/compat
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench-core: $(STAMP)
+	$(PY) -m heartrate_serve.loadtest.bench_core
+
+bench: $(STAMP)
+	$(PY) -m heartrate_serve.loadtest.bench_store
+	$(PY) -m heartrate_serve.loadtest.bench
+
+loadtest: $(STAMP)
+	$(PY) -m heartrate_serve.loadtest.run_locust
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""heartrate-serve: heart-rate monitoring over gRPC on Ray Serve, readings in Redis."""
