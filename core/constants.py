@@ -1,0 +1,105 @@
+"""Every number that matters to the physiology, in one place, with its source.
+
+Runtime overrides (serve_config.yaml user_config, user profiles) start from these values.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from fractions import Fraction
+
+# Valid and normal bands, bpm. Source: the replaced service's documented values (valid 40-180,
+# normal 50-150). A reading outside the valid band is rejected; inside it but outside the normal
+# band it is stored and flagged LOW/HIGH.
+VALID_MIN_BPM = 40
+VALID_MAX_BPM = 180
+NORMAL_LOW_BPM = 50
+NORMAL_HIGH_BPM = 150
+
+# Timestamps. 2000-01-01T00:00:00Z in Unix milliseconds: nothing older is a real wearable reading.
+MIN_TIMESTAMP_MS = 946_684_800_000
+# Clock skew allowed for devices ahead of the server, ms (5 minutes).
+MAX_FUTURE_MS = 5 * 60 * 1000
+
+# Alerts (hysteresis). Sustain 0 s raises at the first out-of-band reading, as the original did.
+ALERT_SUSTAIN_S = 0
+ALERT_CLEAR_READINGS = 3
+
+# Zones. Sample-and-hold intervals longer than this count as no data, seconds.
+DEFAULT_MAX_GAP_S = 30
+# 5-zone model lower bounds, percent of HRmax (or of heart-rate reserve for Karvonen).
+# Source: the common 5-zone scheme (50/60/70/80/90 %), which the original's 3 zones are cut from.
+FIVE_ZONE_LOW_PCT: tuple[int, ...] = (50, 60, 70, 80, 90)
+# The original service's three zones: [50, 60), [60, 70), [70, 90) percent of HRmax.
+LEGACY_ZONE_EDGES_PCT: tuple[int, ...] = (50, 60, 70, 90)
+DEFAULT_RESTING_BPM = 60
+
+
+class HrMaxFormula(IntEnum):
+    """HRmax estimates from age; values equal the proto enum HrMaxFormula."""
+
+    FOX = 1  # 220 - age (Fox, Naughton & Haskell 1971); the original's formula.
+    TANAKA = 2  # 208 - 0.7 * age (Tanaka, Monahan & Seals 2001).
+    GELLISH = 3  # 207 - 0.7 * age (Gellish et al. 2007).
+    GULATI = 4  # 206 - 0.88 * age (Gulati et al. 2010, women).
+
+
+# (intercept, slope per year), exact, so boundaries are computed without float error.
+HR_MAX_COEFFICIENTS: dict[HrMaxFormula, tuple[Fraction, Fraction]] = {
+    HrMaxFormula.FOX: (Fraction(220), Fraction(1)),
+    HrMaxFormula.TANAKA: (Fraction(208), Fraction(7, 10)),
+    HrMaxFormula.GELLISH: (Fraction(207), Fraction(7, 10)),
+    HrMaxFormula.GULATI: (Fraction(206), Fraction(88, 100)),
+}
+
+
+class ZoneModel(IntEnum):
+    """Zone models; values equal the proto enum ZoneModel."""
+
+    PERCENT_HRMAX = 1
+    HEART_RATE_RESERVE = 2
+    CUSTOM = 3
+
+
+class Sex(IntEnum):
+    """Values equal the proto enum Sex."""
+
+    UNSPECIFIED = 0
+    MALE = 1
+    FEMALE = 2
+
+
+# Banister TRIMP = sum(minutes * HRr * a * exp(b * HRr)), HRr = (HR - rest) / (HRmax - rest).
+# Source: Banister 1991; a, b for men 0.64, 1.92 and for women 0.86, 1.67.
+BANISTER_COEFFICIENTS: dict[Sex, tuple[float, float]] = {
+    Sex.MALE: (0.64, 1.92),
+    Sex.FEMALE: (0.86, 1.67),
+}
+
+
+class Classification(IntEnum):
+    """A valid reading against the normal band; values equal the proto enum AlertType."""
+
+    NORMAL = 0
+    LOW = 1
+    HIGH = 2
+
+
+class RejectReason(IntEnum):
+    """Why a reading was rejected; values equal the proto enum RejectReason."""
+
+    NONE = 0
+    BPM_OUT_OF_RANGE = 1
+    TIMESTAMP_TOO_OLD = 2
+    TIMESTAMP_IN_FUTURE = 3
+    INVALID_USER_ID = 4
+    STORE_UNAVAILABLE = 5
+
+
+# user_id: empty means this default user (old clients send none). "" and "default" are one user.
+DEFAULT_USER_ID = "default"
+USER_ID_MAX_LEN = 128
+USER_ID_PATTERN = r"[A-Za-z0-9._:@-]{1,128}"
+
+# Retention of stored readings, days.
+DEFAULT_RETENTION_DAYS = 30
