@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 FSYNC_POLICIES = ("everysec", "always", "no")
@@ -43,8 +43,9 @@ class Settings:
     ray_tmp_dir: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Builds settings from `env` (default: os.environ), validating every value."""
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Builds settings from `env` (default: os.environ), validating every value; non-None
+        keyword overrides (e.g. an app argument) win over the environment."""
         src = os.environ if env is None else env
         s = cls(
             grpc_port=_port(src, "GRPC_PORT", cls.grpc_port),
@@ -60,7 +61,7 @@ class Settings:
             log_level=(src.get("LOG_LEVEL") or cls.log_level).upper(),
             ray_tmp_dir=src.get("RAY_TMP_DIR") or None,
         )
-        return s
+        return replace(s, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, to hand to child processes and replicas."""

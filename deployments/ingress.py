@@ -1,0 +1,249 @@
+"""The ingress deployment: it *is* the gRPC service. Every call enters here (one place for the
+coming authentication and overload shedding); methods are named exactly like the RPCs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+from ray import serve
+from ray.exceptions import RayTaskError
+from ray.serve.grpc_util import RayServegRPCContext, gRPCInputStream
+from ray.serve.handle import DeploymentHandle
+
+from heartrate_serve.core.constants import RejectReason
+from heartrate_serve.core.errors import InvalidRequest
+from heartrate_serve.core.profiles import UserProfile
+from heartrate_serve.core.validation import ValidationRules, canonical_user_id
+from heartrate_serve.deployments import convert
+from heartrate_serve.deployments.health import HealthProbe, health_status
+from heartrate_serve.deployments.ingest import (
+    BatchOutcome,
+    ProfileBands,
+    ReadingBatch,
+    ReadingPipeline,
+)
+from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.deployments.status_codes import NotFound, status_for
+from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
+from heartrate_serve.deployments.tunables import IngressTunables
+from heartrate_serve.deployments.zone_response import zone_response
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+
+log = logging.getLogger("heartrate_serve.ingress")
+Ctx = RayServegRPCContext
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _fail(ctx: Ctx, error: Exception) -> None:
+    """Sets the status for an expected domain error; re-raises anything else (a bug)."""
+    if isinstance(error, RayTaskError) and isinstance(error.cause, Exception):
+        error = error.cause  # raised inside another deployment: report the domain error itself
+    code = status_for(error)
+    if code is None:
+        raise error
+    ctx.set_code(code)
+    ctx.set_details(str(error))
+
+
+class HeartRateIngress:
+    """Adapter from the gRPC contract to the pipeline, the store and the two compute deployments."""
+
+    def __init__(
+        self, validator: DeploymentHandle, zones: DeploymentHandle, redis_url: str | None = None
+    ) -> None:
+        self._settings = Settings.from_env(redis_url=redis_url)
+        self._validator = validator
+        self._zones = zones
+        self._tun = IngressTunables()
+        if self._settings.redis_url is None:
+            raise RuntimeError(
+                "REDIS_URL is not set for the ingress replica. `make run` starts an embedded Redis "
+                "and passes its URL; under `serve deploy` set REDIS_URL in the application's "
+                "runtime_env env_vars (or args.redis_url) to a Redis every node can reach."
+            )
+        self._store = ReadingStore.from_settings(self._settings, self._tun.alert_rules())
+        self._bands = ProfileBands(self._store, self._tun.profile_cache_ttl_s)
+        # The validator's rules as of its last answer (it owns them; see reconfigure there).
+        self._rules: ValidationRules | None = None
+        self._pipeline = ReadingPipeline(self._store, self._validate, self._bands)
+        self._health = HealthProbe(self._store, validator, zones)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Applies user_config from serve_config.yaml at runtime."""
+        self._tun = IngressTunables.from_config(config)
+        self._store.set_alert_rules(self._tun.alert_rules())
+        self._bands.ttl_s = self._tun.profile_cache_ttl_s
+
+    async def _validate(
+        self, bpm: Any, ts_ms: Any, now_ms: int, lows: Any, highs: Any
+    ) -> tuple[Any, Any]:
+        out = await self._validator.validate.remote(bpm, ts_ms, now_ms, lows, highs)
+        self._rules = out.rules
+        return out.reason, out.classification
+
+    # --- original RPCs -------------------------------------------------------------------------
+
+    async def SubmitHeartRate(self, request: pb.HeartRateRequest, grpc_context: Ctx) -> pb.HeartRateResponse:
+        """Stores one reading; out-of-range readings answer success=false (not an RPC error)."""
+        try:
+            batch = convert.reading_from_request(request, _now_ms())
+            out = await self._pipeline.submit(batch)
+            if out.store_down:
+                raise_unavailable()
+        except Exception as error:
+            _fail(grpc_context, error)
+            return pb.HeartRateResponse()
+        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self.rules)
+
+    async def StreamHeartRate(
+        self, request_stream: gRPCInputStream[pb.HeartRateRequest], grpc_context: Ctx
+    ) -> AsyncIterator[pb.HeartRateResponse]:
+        """One answer per reading, in order; a bad reading is answered and the stream goes on."""
+        counts = {"sent": 0, "rejected": 0}
+        try:
+            async for request in request_stream:
+                counts["sent"] += 1
+                resp = await self._stream_one(request)
+                counts["rejected"] += not resp.success
+                yield resp
+        finally:
+            log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
+
+    async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+        try:
+            batch = convert.reading_from_request(request, _now_ms())
+        except InvalidRequest as error:
+            return pb.HeartRateResponse(
+                success=False, error=str(error), reject_reason=RejectReason.INVALID_USER_ID  # type: ignore[arg-type]
+            )
+        out = await self._pipeline.submit(batch)
+        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self.rules)
+
+    async def GetHeartRateStatus(self, request: pb.StatusRequest, grpc_context: Ctx) -> pb.StatusResponse:
+        """The user's newest readings, their statistics and the sustained alert state."""
+        try:
+            user = canonical_user_id(request.user_id)
+            readings = await self._store.recent(user, convert.status_limit(request.recent_count))
+            state = await self._store.alert_state(user)
+            band = (await self._bands.bands([user]))[user]
+        except Exception as error:
+            _fail(grpc_context, error)
+            return pb.StatusResponse()
+        if self._rules is None:
+            self._rules = await self._validator.rules.remote()
+        limits = convert.thresholds(self._rules, self._tun.alert_rules(), band)
+        return convert.status_response(
+            readings.ts_ms, readings.bpm, readings.classification, state, limits
+        )
+
+    async def CalculateExerciseZones(
+        self, request: pb.ExerciseZoneRequest, grpc_context: Ctx
+    ) -> pb.ExerciseZoneResponse:
+        """Time in zones, TRIMP and averages, from sent readings or a stored range."""
+        try:
+            user = canonical_user_id(request.user_id)
+            query = convert.zone_query(request, await self._profile(user), self._tun.max_gap_s)
+            ts, bpm = query.ts_ms, query.bpm
+            if query.stored_range is not None:
+                stored = await self._store.range(user, *query.stored_range)
+                ts, bpm = stored.ts_ms, stored.bpm
+                if len(ts) == 0:
+                    raise InvalidRequest("stored_range", "no stored readings in stored_range")
+            analysis = await self._zones.analyse.remote(ts, bpm, query.params)
+        except Exception as error:
+            _fail(grpc_context, error)
+            return pb.ExerciseZoneResponse()
+        return zone_response(analysis)
+
+    # --- added RPCs ----------------------------------------------------------------------------
+
+    async def SubmitHeartRateBatch(
+        self, request: pb.HeartRateBatchRequest, grpc_context: Ctx
+    ) -> pb.HeartRateBatchResponse:
+        """Columnar ingest of a device's buffer in one group-committed write."""
+        try:
+            batch = convert.batch_from_request(request, _now_ms())
+            out = await self._pipeline.submit(batch)
+            if out.store_down:
+                raise_unavailable()
+            alert = await self._alert_after(batch, out)
+        except Exception as error:
+            _fail(grpc_context, error)
+            return pb.HeartRateBatchResponse()
+        return convert.batch_response(batch, out, alert, self.rules)
+
+    async def _alert_after(self, batch: ReadingBatch, out: BatchOutcome) -> tuple[int, int]:
+        if out.alert is not None:
+            return out.alert
+        state = await self._store.alert_state(batch.user_id)
+        return state.active, state.since_ms
+
+    async def SetUserProfile(
+        self, request: pb.SetUserProfileRequest, grpc_context: Ctx
+    ) -> pb.SetUserProfileResponse:
+        """Creates or replaces a profile (validated; INVALID_ARGUMENT names the bad field)."""
+        try:
+            profile = convert.profile_from_proto(request.profile)
+            await self._store.set_profile(profile.user_id, profile.to_dict())
+            self._bands.forget(profile.user_id)
+        except Exception as error:
+            _fail(grpc_context, error)
+            return pb.SetUserProfileResponse()
+        return pb.SetUserProfileResponse(profile=convert.profile_to_proto(profile))
+
+    async def GetUserProfile(
+        self, request: pb.GetUserProfileRequest, grpc_context: Ctx
+    ) -> pb.GetUserProfileResponse:
+        """A user's profile; NOT_FOUND when none was set."""
+        try:
+            user = canonical_user_id(request.user_id)
+            profile = await self._profile(user)
+            if profile is None:
+                raise NotFound(f"no profile for user_id {user!r}")
+        except Exception as error:
+            _fail(grpc_context, error)
+            return pb.GetUserProfileResponse()
+        return pb.GetUserProfileResponse(profile=convert.profile_to_proto(profile))
+
+    async def _profile(self, user: str) -> UserProfile | None:
+        raw = await self._store.get_profile(user)
+        return None if raw is None else UserProfile.from_dict(raw)
+
+    # --- grpc.health.v1.Health (Serve routes on the method name alone) ---------------------------
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context: Ctx) -> health_pb2.HealthCheckResponse:
+        """SERVING when Redis answers and the deployments are up; unknown service: NOT_FOUND."""
+        status = await health_status(self._health, request.service)
+        if status is None:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"unknown service {request.service!r}")
+            return health_pb2.HealthCheckResponse()
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: Ctx
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        """Streams the serving status now and on every change."""
+        async for status in self._health.watch(request.service):
+            yield health_pb2.HealthCheckResponse(status=status)
+
+    @property
+    def rules(self) -> ValidationRules:
+        """The validation rules last reported by the validator."""
+        return self._rules or ValidationRules()
+
+
+def raise_unavailable() -> None:
+    """Raises the store's own error for a batch that Redis did not take."""
+    raise StoreUnavailable("Redis is down or unreachable: readings were not stored; retry later")
+
+
+IngressDeployment = serve.deployment(HeartRateIngress, name="HeartRateIngress")

@@ -1,0 +1,36 @@
+"""The zone-calculator deployment: numpy-vectorised time in zones and TRIMP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from ray import serve
+
+from heartrate_serve.core.zones import SessionAnalysis, analyse_session
+from heartrate_serve.deployments.tunables import ZoneTunables
+
+
+class ZoneCalculator:
+    """Runs core.zones.analyse_session on whole readings arrays."""
+
+    def __init__(self) -> None:
+        self._tun = ZoneTunables()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Applies user_config."""
+        self._tun = ZoneTunables.from_config(config)
+
+    def analyse(
+        self, ts_ms: NDArray[np.int64], bpm: NDArray[np.int32], params: dict[str, Any]
+    ) -> SessionAnalysis:
+        """Zones, legacy zones, TRIMPs and averages of one session."""
+        return analyse_session(ts_ms, bpm, **params)
+
+    def ping(self) -> bool:
+        """Liveness for the health check."""
+        return True
+
+
+ZoneCalculatorDeployment = serve.deployment(ZoneCalculator, name="ZoneCalculator")
