@@ -35,7 +35,13 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
-lint: $(STAMP)
+# mypy cannot follow the editable install's import hook: it checks a tree of links instead.
+.typecheck/heartrate_serve:
+	mkdir -p .typecheck/heartrate_serve
+	for d in core deployments proto loadtest; do ln -sfn ../../$$d .typecheck/heartrate_serve/$$d; done
+	ln -sfn ../../heartrate_serve/__init__.py .typecheck/heartrate_serve/__init__.py
+
+lint: $(STAMP) .typecheck/heartrate_serve
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

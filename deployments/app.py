@@ -4,8 +4,8 @@ serve_config.yaml points here (`import_path: heartrate_serve.deployments.app:bui
 deployments' options (replicas, autoscaling, CPUs, user_config) live in that file.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Serve reads build_app's annotation at run time to
+# turn the config's `args` dict into AppArgs.
 from pydantic import BaseModel, Field
 from ray.serve import Application
 
@@ -25,6 +25,7 @@ class AppArgs(BaseModel):
 
 def build_app(args: AppArgs) -> Application:
     """Binds ingress -> (validator, zone calculator)."""
-    return IngressDeployment.bind(
+    app: Application = IngressDeployment.bind(
         ValidatorDeployment.bind(), ZoneCalculatorDeployment.bind(), redis_url=args.redis_url
     )
+    return app

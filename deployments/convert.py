@@ -50,13 +50,14 @@ def batch_from_request(req: pb.HeartRateBatchRequest, now_ms: int) -> ReadingBat
         raise InvalidRequest("bpm", "bpm must hold at least one reading")
     if n > BATCH_MAX_READINGS:
         raise InvalidRequest("bpm", f"bpm holds {n} readings; at most {BATCH_MAX_READINGS}")
+    zeros = np.zeros(n, dtype=np.int64)
     if len(req.timestamps_ms):
-        field, ts_ms, ts_s = "timestamps_ms", req.timestamps_ms, np.zeros(n, dtype=np.int64)
+        field, ts_ms, ts_s = "timestamps_ms", np.asarray(req.timestamps_ms, dtype=np.int64), zeros
     else:
-        field, ts_ms, ts_s = "timestamps", np.zeros(n, dtype=np.int64), req.timestamps
+        field, ts_ms, ts_s = "timestamps", zeros, np.asarray(req.timestamps, dtype=np.int64)
     if len(req.timestamps_ms or req.timestamps) != n:
         raise InvalidRequest(field, f"{field} must have one entry per bpm ({n})")
-    ts = now_resolved(ts_s, ts_ms, now_ms)
+    ts = resolve_timestamps_ms(ts_s, ts_ms, now_ms)
     return ReadingBatch(user, np.asarray(req.bpm, dtype=np.int32), ts)
 
 
@@ -146,7 +147,9 @@ def status_response(
         thresholds=thresholds,
     )
     for t, b, c in zip(ts_ms.tolist(), bpm.tolist(), cls.tolist(), strict=True):
-        resp.recent_measurements.add(bpm=b, timestamp=t // 1000, timestamp_ms=t, triggered_alert=c != 0)
+        resp.recent_measurements.add(
+            bpm=b, timestamp=t // 1000, timestamp_ms=t, triggered_alert=c != 0
+        )
     return resp
 
 
@@ -207,7 +210,9 @@ class ZoneQuery:
     stored_range: tuple[int, int] | None
 
 
-def zone_query(req: pb.ExerciseZoneRequest, profile: UserProfile | None, default_gap_s: int) -> ZoneQuery:
+def zone_query(
+    req: pb.ExerciseZoneRequest, profile: UserProfile | None, default_gap_s: int
+) -> ZoneQuery:
     """Resolves a zone request (request fields over profile over defaults)."""
     prof = profile or UserProfile(user_id="")
     gap_s = req.max_gap_seconds if req.HasField("max_gap_seconds") else default_gap_s

@@ -32,7 +32,7 @@ class HealthProbe:
         """SERVING or NOT_SERVING, at most CACHE_S old."""
         if time.monotonic() < self._cached[0]:
             return self._cached[1]
-        status = SERVING if await self._all_up() else NOT_SERVING
+        status: int = SERVING if await self._all_up() else NOT_SERVING
         self._cached = (time.monotonic() + CACHE_S, status)
         return status
 

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.exceptions import RayTaskError
+from ray.serve import Deployment
 from ray.serve.grpc_util import RayServegRPCContext, gRPCInputStream
 from ray.serve.handle import DeploymentHandle
 
@@ -26,6 +28,7 @@ from heartrate_serve.deployments.ingest import (
     ProfileBands,
     ReadingBatch,
     ReadingPipeline,
+    ServerStamps,
 )
 from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.deployments.status_codes import NotFound, status_for
@@ -57,7 +60,10 @@ class HeartRateIngress:
     """Adapter from the gRPC contract to the pipeline, the store and the two compute deployments."""
 
     def __init__(
-        self, validator: DeploymentHandle, zones: DeploymentHandle, redis_url: str | None = None
+        self,
+        validator: DeploymentHandle,  # type: ignore[type-arg]
+        zones: DeploymentHandle,  # type: ignore[type-arg]
+        redis_url: str | None = None,
     ) -> None:
         self._settings = Settings.from_env(redis_url=redis_url)
         self._validator = validator
@@ -74,6 +80,7 @@ class HeartRateIngress:
         # The validator's rules as of its last answer (it owns them; see reconfigure there).
         self._rules: ValidationRules | None = None
         self._pipeline = ReadingPipeline(self._store, self._validate, self._bands)
+        self._stamps = ServerStamps()
         self._health = HealthProbe(self._store, validator, zones)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -91,10 +98,12 @@ class HeartRateIngress:
 
     # --- original RPCs -------------------------------------------------------------------------
 
-    async def SubmitHeartRate(self, request: pb.HeartRateRequest, grpc_context: Ctx) -> pb.HeartRateResponse:
+    async def SubmitHeartRate(
+        self, request: pb.HeartRateRequest, grpc_context: Ctx
+    ) -> pb.HeartRateResponse:
         """Stores one reading; out-of-range readings answer success=false (not an RPC error)."""
         try:
-            batch = convert.reading_from_request(request, _now_ms())
+            batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
             out = await self._pipeline.submit(batch)
             if out.store_down:
                 raise_unavailable()
@@ -117,17 +126,25 @@ class HeartRateIngress:
         finally:
             log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
 
+    def _stamped(self, batch: ReadingBatch, request: pb.HeartRateRequest) -> ReadingBatch:
+        unset = request.timestamp == 0 and request.timestamp_ms == 0
+        return self._stamps.fix(batch, np.array([unset]))
+
     async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
         try:
-            batch = convert.reading_from_request(request, _now_ms())
+            batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
         except InvalidRequest as error:
             return pb.HeartRateResponse(
-                success=False, error=str(error), reject_reason=RejectReason.INVALID_USER_ID  # type: ignore[arg-type]
+                success=False,
+                error=str(error),
+                reject_reason=RejectReason.INVALID_USER_ID,  # type: ignore[arg-type]
             )
         out = await self._pipeline.submit(batch)
         return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self.rules)
 
-    async def GetHeartRateStatus(self, request: pb.StatusRequest, grpc_context: Ctx) -> pb.StatusResponse:
+    async def GetHeartRateStatus(
+        self, request: pb.StatusRequest, grpc_context: Ctx
+    ) -> pb.StatusResponse:
         """The user's newest readings, their statistics and the sustained alert state."""
         try:
             user = canonical_user_id(request.user_id)
@@ -171,6 +188,8 @@ class HeartRateIngress:
         """Columnar ingest of a device's buffer in one group-committed write."""
         try:
             batch = convert.batch_from_request(request, _now_ms())
+            unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
+            batch = self._stamps.fix(batch, unset)
             out = await self._pipeline.submit(batch)
             if out.store_down:
                 raise_unavailable()
@@ -219,7 +238,9 @@ class HeartRateIngress:
 
     # --- grpc.health.v1.Health (Serve routes on the method name alone) ---------------------------
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, grpc_context: Ctx) -> health_pb2.HealthCheckResponse:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: Ctx
+    ) -> health_pb2.HealthCheckResponse:
         """SERVING when Redis answers and the deployments are up; unknown service: NOT_FOUND."""
         status = await health_status(self._health, request.service)
         if status is None:
@@ -246,4 +267,4 @@ def raise_unavailable() -> None:
     raise StoreUnavailable("Redis is down or unreachable: readings were not stored; retry later")
 
 
-IngressDeployment = serve.deployment(HeartRateIngress, name="HeartRateIngress")
+IngressDeployment: Deployment = serve.deployment(name="HeartRateIngress")(HeartRateIngress)

@@ -1,11 +1,21 @@
-"""`make run`: embedded Redis (unless REDIS_URL), a local Ray, Serve from serve_config.yaml, and
-a foreground wait. SIGTERM or Ctrl-C stops everything it started, leaving no process behind."""
+"""`make run`: embedded Redis (unless REDIS_URL), then the Ray driver (local Ray + Serve from
+serve_config.yaml) as a supervised child, in the foreground.
+
+SIGTERM or Ctrl-C stops the driver (Serve, then Ray), sweeps any process of this instance that
+survived (an agent, an haproxy), then stops Redis: nothing is left behind. Ray's processes run in
+the driver's own session, so a terminal's Ctrl-C reaches only this supervisor, which stops them in
+order instead of every process receiving SIGINT at once.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -13,18 +23,26 @@ from pathlib import Path
 from typing import Any
 
 from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
-from heartrate_serve.deployments.ray_runtime import RayRuntime, deploy_config
+from heartrate_serve.deployments.process_sweep import sweep
+from heartrate_serve.deployments.serve_driver import READY_LINE
 from heartrate_serve.deployments.settings import Settings, SettingsError
 
 log = logging.getLogger("heartrate_serve.launcher")
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "serve_config.yaml"
-READY_TIMEOUT_S = 120.0
+DRIVER_STOP_TIMEOUT_S = 60.0
+
+
+class Stop(Exception):
+    """A stop signal arrived."""
+
+
+def _raise_stop(_signum: int, _frame: Any) -> None:
+    raise Stop
 
 
 def _start_redis(settings: Settings, stack: ExitStack) -> Settings:
     """Starts the embedded Redis when no REDIS_URL is given; returns settings pointing at it."""
     if settings.redis_url:
-        log.warning("using Redis at %s", _redacted(settings.redis_url))
+        print(f"using Redis at {_redacted(settings.redis_url)}", flush=True)
         return settings
     redis = EmbeddedRedis(settings.data_dir, fsync=settings.redis_fsync)
     stack.callback(redis.stop)
@@ -41,47 +59,85 @@ def _redacted(url: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
-def _wait_for_signal() -> int:
-    """Blocks until SIGTERM or SIGINT; returns the signal number."""
-    got: list[int] = []
-    done = threading.Event()
+class Driver:
+    """The Ray driver child process and the instance folder that identifies its processes."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        got.append(signum)
-        done.set()
+    def __init__(self, settings: Settings) -> None:
+        self.instance_dir = settings.instance_dir or Path(tempfile.mkdtemp(prefix="hrs-"))
+        env = {**os.environ, **settings.as_env(), "INSTANCE_DIR": str(self.instance_dir)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "heartrate_serve.deployments.serve_driver"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.ready = threading.Event()
+        threading.Thread(target=self._relay_output, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    while not done.wait(0.5):
-        pass
-    return got[0]
+    def _relay_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(READY_LINE):
+                self.ready.set()
+            else:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+
+    def wait_ready(self) -> None:
+        """Blocks until the driver reports SERVING; raises if it exits first."""
+        while not self.ready.wait(0.25):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Ray driver exited with {self.process.returncode} during start"
+                )
+
+    def stop(self) -> None:
+        """SIGTERM to the driver, then a sweep of anything of this instance still running."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=DRIVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        left = sweep([self.instance_dir])
+        if left:
+            log.warning("stopped %d leftover process(es) of this instance", len(left))
+        shutil.rmtree(self.instance_dir, ignore_errors=True)
 
 
-def serve_forever(settings: Settings, config_path: Path = CONFIG_PATH) -> int:
+def serve_forever(settings: Settings) -> int:
     """Runs the service until a stop signal; returns the process exit code."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    code = 0
     with ExitStack() as stack:
-        # Signals during start-up also stop cleanly: the stack unwinds on KeyboardInterrupt.
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
             started = time.monotonic()
             settings = _start_redis(settings, stack)
-            runtime = RayRuntime(settings)
-            stack.callback(runtime.stop)
-            runtime.start()
-            deploy_config(config_path, settings)
-            runtime.wait_until_serving(READY_TIMEOUT_S)
-            took = time.monotonic() - started
+            driver = Driver(settings)
+            stack.callback(driver.stop)
+            driver.wait_ready()
             print(
-                f"heartrate-serve SERVING on 127.0.0.1:{settings.grpc_port} (gRPC) after {took:.1f} s; "
-                f"metrics on :{settings.metrics_port}/metrics. Ctrl-C or SIGTERM stops it.",
+                f"heartrate-serve SERVING on 127.0.0.1:{settings.grpc_port} (gRPC) after "
+                f"{time.monotonic() - started:.1f} s; metrics on :{settings.metrics_port}/metrics. "
+                "Ctrl-C or SIGTERM stops it.",
                 flush=True,
             )
-            signum = _wait_for_signal()
-            print(f"received {signal.Signals(signum).name}: stopping", flush=True)
-        except KeyboardInterrupt:
-            print("interrupted: stopping", flush=True)
+            while driver.process.poll() is None:
+                time.sleep(0.5)
+            print(f"the Ray driver exited with {driver.process.returncode}", flush=True)
+            code = 1
+        except Stop:
+            print("stopping", flush=True)
+        except Exception as error:  # report start-up failures plainly, after cleaning up
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("stopped", flush=True)
-    return 0
+    return code
 
 
 def main() -> None:
@@ -91,7 +147,9 @@ def main() -> None:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     sys.exit(serve_forever(settings))
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,21 @@ from heartrate_serve.deployments.settings import Settings
 
 log = logging.getLogger("heartrate_serve.ray_runtime")
 APP_NAME = "heartrate"
+CONFIG_PATH = Path(__file__).resolve().parent.parent / "serve_config.yaml"
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 outside Ray's worker range (10002-19999)."""
-    while True:
+    """A free TCP port on 127.0.0.1 in 20000-29999: outside Ray's worker ports (10002-19999 for
+    `ray start`, the OS ephemeral range 32768-60999 for a local ray.init)."""
+    for _ in range(1000):
+        port = random.randrange(20_000, 30_000)
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not 10002 <= port <= 19999:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
             return port
+    raise RuntimeError("no free port in 20000-29999")
 
 
 class RayRuntime:
@@ -35,7 +42,9 @@ class RayRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._env = haproxy_env(settings) if settings.ingress_mode == "haproxy" else {}
+        self.instance_dir = settings.instance_dir or Path(tempfile.mkdtemp(prefix="hrs-"))
+        haproxy = settings.ingress_mode == "haproxy"
+        self._env = haproxy_env(settings, self.instance_dir / "h") if haproxy else {}
         self._started = False
 
     def start(self) -> None:
@@ -55,12 +64,17 @@ class RayRuntime:
             configure_logging=False,
             log_to_driver=s.log_level == "DEBUG",
             _metrics_export_port=s.metrics_port,
-            _temp_dir=s.ray_tmp_dir,
+            _temp_dir=str(self.instance_dir / "ray"),
+            runtime_env={"worker_process_setup_hook": "heartrate_serve.deployments.loopback.setup"},
         )
         self._started = True
         serve.start(
             http_options={"host": "127.0.0.1", "port": free_port()},
-            grpc_options={"port": s.grpc_port, "grpc_servicer_functions": servicer_functions()},
+            grpc_options={
+                "port": s.grpc_port,
+                "grpc_servicer_functions": servicer_functions(),
+                "enable_reflection": True,
+            },
         )
 
     def wait_until_serving(self, timeout_s: float) -> None:
@@ -86,7 +100,7 @@ class RayRuntime:
             from ray import serve
 
             try:
-                serve.shutdown()
+                serve.shutdown()  # type: ignore[no-untyped-call]
             finally:
                 ray.shutdown()
         if self._env:
@@ -95,7 +109,7 @@ class RayRuntime:
 
 def servicer_functions() -> list[str]:
     """The servicer functions Serve registers on its gRPC port (from serve_config.yaml)."""
-    config = load_config(Path(__file__).resolve().parent.parent / "serve_config.yaml")
+    config = load_config(CONFIG_PATH)
     return list(config["grpc_options"]["grpc_servicer_functions"])
 
 

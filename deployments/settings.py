@@ -39,8 +39,9 @@ class Settings:
     # haproxy: Serve's HAProxy ingress (fast, default); proxy: Serve's Python gRPC proxy.
     ingress_mode: str = "haproxy"
     log_level: str = "WARNING"
-    # Where Ray keeps its session files; None: Ray's default under /tmp/ray.
-    ray_tmp_dir: str | None = None
+    # Where this run keeps Ray's session files and HAProxy's state (short: unix socket paths are
+    # limited to 107 bytes). None: the launcher makes a new /tmp/hrs-* folder per run.
+    instance_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -59,7 +60,7 @@ class Settings:
             retention_days=_int(src, "RETENTION_DAYS", cls.retention_days, 1, 36_500),
             ingress_mode=_choice(src, "INGRESS_MODE", cls.ingress_mode, INGRESS_MODES),
             log_level=(src.get("LOG_LEVEL") or cls.log_level).upper(),
-            ray_tmp_dir=src.get("RAY_TMP_DIR") or None,
+            instance_dir=Path(src["INSTANCE_DIR"]) if src.get("INSTANCE_DIR") else None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
@@ -77,7 +78,7 @@ class Settings:
             "retention_days": "RETENTION_DAYS",
             "ingress_mode": "INGRESS_MODE",
             "log_level": "LOG_LEVEL",
-            "ray_tmp_dir": "RAY_TMP_DIR",
+            "instance_dir": "INSTANCE_DIR",
         }
         out: dict[str, str] = {}
         for f in fields(self):

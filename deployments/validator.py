@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from ray import serve
+from ray.serve import Deployment
 
 from heartrate_serve.core.validation import ValidationRules, validate_readings
 from heartrate_serve.deployments.settings import Settings
@@ -58,4 +59,4 @@ class Validator:
         return True
 
 
-ValidatorDeployment = serve.deployment(Validator, name="Validator")
+ValidatorDeployment: Deployment = serve.deployment(name="Validator")(Validator)

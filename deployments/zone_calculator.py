@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from ray import serve
+from ray.serve import Deployment
 
 from heartrate_serve.core.zones import SessionAnalysis, analyse_session
 from heartrate_serve.deployments.tunables import ZoneTunables
@@ -33,4 +34,4 @@ class ZoneCalculator:
         return True
 
 
-ZoneCalculatorDeployment = serve.deployment(ZoneCalculator, name="ZoneCalculator")
+ZoneCalculatorDeployment: Deployment = serve.deployment(name="ZoneCalculator")(ZoneCalculator)

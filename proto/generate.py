@@ -30,11 +30,25 @@ def generate(out_dir: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed")
-    grpc_file = out_dir / "heartrate_service_pb2_grpc.py"
-    text = grpc_file.read_text()
-    # protoc writes a top-level import; the stubs live in a package.
-    text = re.sub(r"^import heartrate_service_pb2 as", f"from {PACKAGE} import heartrate_service_pb2 as", text, flags=re.M)
-    grpc_file.write_text(text)
+    # protoc assumes top-level modules; the stubs live in a package. The messages' __module__
+    # must be importable too: Ray pickles them between the proxy and the replicas.
+    _rewrite(
+        out_dir / "heartrate_service_pb2_grpc.py",
+        r"^import heartrate_service_pb2 as",
+        f"from {PACKAGE} import heartrate_service_pb2 as",
+    )
+    _rewrite(
+        out_dir / "heartrate_service_pb2.py",
+        r"'heartrate_service_pb2'",
+        f"'{PACKAGE}.heartrate_service_pb2'",
+    )
+
+
+def _rewrite(path: Path, pattern: str, replacement: str) -> None:
+    text, count = re.subn(pattern, replacement, path.read_text(), flags=re.M)
+    if count != 1:
+        raise RuntimeError(f"expected one {pattern!r} in {path.name}, found {count}")
+    path.write_text(text)
 
 
 def stale_outputs() -> list[str]:

@@ -41,7 +41,9 @@ def _messages(fd: descriptor_pb2.FileDescriptorProto) -> dict[str, descriptor_pb
     return out
 
 
-def breaking_changes(old: descriptor_pb2.FileDescriptorProto, new: descriptor_pb2.FileDescriptorProto) -> list[str]:
+def breaking_changes(
+    old: descriptor_pb2.FileDescriptorProto, new: descriptor_pb2.FileDescriptorProto
+) -> list[str]:
     """Every wire-breaking difference from old to new (removed/renumbered/retyped items)."""
     problems: list[str] = []
     if old.package != new.package:
@@ -60,7 +62,9 @@ def breaking_changes(old: descriptor_pb2.FileDescriptorProto, new: descriptor_pb
                 continue
             for attr in ("name", "type", "label", "type_name"):
                 if getattr(f, attr) != getattr(nf, attr):
-                    problems.append(f"{name}.{f.name} {attr}: {getattr(f, attr)} -> {getattr(nf, attr)}")
+                    problems.append(
+                        f"{name}.{f.name} {attr}: {getattr(f, attr)} -> {getattr(nf, attr)}"
+                    )
         old_numbers = {f.number for f in om.field}
         for nf in nm.field:
             if nf.number not in old_numbers and any(nf.name == f.name for f in om.field):
@@ -101,15 +105,26 @@ def test_new_contract_keeps_every_original_item() -> None:
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (("int64 timestamp = 2;", "int64 timestamp = 9;"), "HeartRateRequest.timestamp (= 2) removed"),
-        (("int32 bpm = 1;\n  int64 timestamp = 2;", "int64 bpm = 1;\n  int64 timestamp = 2;"), "type"),
+        (
+            ("int64 timestamp = 2;", "int64 timestamp = 9;"),
+            "HeartRateRequest.timestamp (= 2) removed",
+        ),
+        (
+            ("int32 bpm = 1;\n  int64 timestamp = 2;", "int64 bpm = 1;\n  int64 timestamp = 2;"),
+            "type",
+        ),
         (("HIGH_HEART_RATE = 2;", "HIGH_HEART_RATE = 3;"), "AlertType.HIGH_HEART_RATE"),
         (("int32 zone3_time = 3;", ""), "zone3_time (= 3) removed"),
-        (("rpc GetHeartRateStatus(StatusRequest) returns (StatusResponse);", ""), "GetHeartRateStatus removed"),
+        (
+            ("rpc GetHeartRateStatus(StatusRequest) returns (StatusResponse);", ""),
+            "GetHeartRateStatus removed",
+        ),
         (("stream HeartRateResponse", "HeartRateResponse"), "server_streaming"),
     ],
 )
-def test_checker_catches_breaking_edits(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
+def test_checker_catches_breaking_edits(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
     """The comparison fails on a renumbered, retyped or removed field, enum value or RPC."""
     text = OLD.read_text()
     assert edit[0] in text
@@ -128,7 +143,12 @@ def test_contract_lint_naming() -> None:
     """buf-lint-style naming: PascalCase messages/services/RPCs, snake_case fields, UPPER enums."""
     fd = _descriptor(NEW)
     bad = [n for n, m in _messages(fd).items() if not PASCAL.match(m.name)]
-    bad += [f"{n}.{f.name}" for n, m in _messages(fd).items() for f in m.field if not SNAKE.match(f.name)]
+    bad += [
+        f"{n}.{f.name}"
+        for n, m in _messages(fd).items()
+        for f in m.field
+        if not SNAKE.match(f.name)
+    ]
     bad += [v.name for e in fd.enum_type for v in e.value if not UPPER.match(v.name)]
     bad += [m.name for s in fd.service for m in s.method if not PASCAL.match(m.name)]
     assert bad == []

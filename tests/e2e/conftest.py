@@ -69,7 +69,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "heartrate_serve.deployments.launcher"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     svc = Service(f"127.0.0.1:{grpc_port}", metrics_port, redis, proc, log_path)
     try:

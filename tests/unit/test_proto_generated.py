@@ -15,5 +15,7 @@ def test_committed_stubs_match_a_fresh_generation() -> None:
 def test_stubs_import_under_the_project_namespace() -> None:
     """The stubs import as heartrate_serve.proto.*, never as a top-level `proto` package."""
     grpc_mod = importlib.import_module("heartrate_serve.proto.heartrate_service_pb2_grpc")
-    assert grpc_mod.heartrate__service__pb2.__name__ == "heartrate_serve.proto.heartrate_service_pb2"
+    assert (
+        grpc_mod.heartrate__service__pb2.__name__ == "heartrate_serve.proto.heartrate_service_pb2"
+    )
     assert hasattr(grpc_mod, "HeartRateMonitorStub")

@@ -1,0 +1,53 @@
+"""The Ray driver process that the launcher supervises: local Ray + Serve + the application.
+
+Run by the launcher in its own session (so a terminal's Ctrl-C reaches only the launcher, which
+then stops this process in order: Serve, then Ray). Not meant to be run by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from heartrate_serve.deployments.ray_runtime import CONFIG_PATH, RayRuntime, deploy_config
+from heartrate_serve.deployments.settings import Settings
+
+READY_TIMEOUT_S = 120.0
+READY_LINE = "heartrate-serve driver: SERVING"
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT (installed after ray.init, which sets its own)."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def main() -> None:
+    """Starts Ray and Serve, deploys serve_config.yaml, serves until SIGTERM, then stops both."""
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level)
+    runtime = RayRuntime(settings)
+    try:
+        runtime.start()
+        stop = _stop_on_signals()
+        deploy_config(CONFIG_PATH, settings)
+        runtime.wait_until_serving(READY_TIMEOUT_S)
+        print(READY_LINE, flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        runtime.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+-- Writes one batch of heart-rate readings and advances each user's alert state, atomically.
+--
+-- Loaded once with SCRIPT LOAD and called with EVALSHA by deployments/store.py (ReadingStore).
+-- The caller sorts the readings by (user, ts_ms); the whole script runs as one Redis command.
+--
+-- KEYS, for user u = 1..U (two keys per user, both hash-tagged {<user_id>}):
+--   KEYS[2u-1]  hr:{<user_id>}:readings  sorted set, score ts_ms, member "%013d:%d:%d"
+--   KEYS[2u]    hr:{<user_id>}:alert     hash with the AlertState fields
+-- ARGV:
+--   ARGV[1]        now_ms          server clock, Unix ms (retention cut-off is now - retention)
+--   ARGV[2]        retention_ms    readings with ts < now_ms - retention_ms are removed
+--   ARGV[3]        sustain_ms      an out-of-band class must last this long to raise, ms
+--   ARGV[4]        clear_readings  consecutive NORMAL readings that clear an active alert
+--   ARGV[5]        U               number of users in this call
+--   ARGV[5+u]      n_u             number of readings of user u (u = 1..U)
+--   ARGV[6+U]      all readings in one string, members joined by ',': user 1's first, each
+--                  user's ascending by ts_ms. A member is ts_ms as exactly 13 digits, ':',
+--                  bpm, ':', classification (one digit: 0 NORMAL, 1 LOW, 2 HIGH), e.g.
+--                  "1700000000000:72:0"; it is stored as-is, so a reading keeps its class.
+--                  (One argument rather than one per reading: packing and parsing thousands of
+--                  arguments cost more than the whole Lua loop.)
+-- Returns { dup, per_user }:
+--   dup       string with one char per reading in input order: '1' duplicate, '0' stored
+--   per_user  flat integers, 4 per user in KEYS order: active, since_ms, and the numbers of
+--             alerts raised and cleared by this call (as core.alerts.step_alerts' events)
+--
+-- Duplicates: a reading is a duplicate when a stored reading of that user has the same ts_ms:
+-- one ZRANGEBYSCORE over the batch's [first, last] ts with LIMIT n+1 (O(log n + n)), or, when that
+-- window already holds more readings than the batch, ZRANGEBYSCORE ts ts LIMIT 0 1 per reading
+-- (O(log n) each). Never a scan of the whole set. A sorted set rather than a Stream because Stream IDs
+-- must grow (XADD rejects an ID below the top entry, so late readings could not be stored) and
+-- plain Redis 6.2/7.0 has no time-series module.
+--
+-- Alert machine: mirrors core/alerts.py step by step; tests/integration/test_store.py checks
+-- that the two agree. Readings with ts_ms <= last_ts_ms are late: stored, no state change.
+
+local now_ms = tonumber(ARGV[1])
+local retention_ms = tonumber(ARGV[2])
+local sustain_ms = tonumber(ARGV[3])
+local clear_readings = tonumber(ARGV[4])
+local n_users = tonumber(ARGV[5])
+
+local FIELDS = { 'active', 'since_ms', 'pending', 'pending_since_ms', 'normal_count',
+  'last_ts_ms' }
+local TS_DIGITS = 13
+-- New members are added with one ZADD per this many (score, member) pairs: unpack() and a
+-- C call take at most ~8000 values (LUAI_MAXCSTACK).
+local ZADD_PAIRS = 1000
+
+-- Lua numbers are doubles (exact for integers below 2^53); '%.0f' prints them without the
+-- exponent that tostring() would use for large values.
+local function int_text(x)
+  return string.format('%.0f', x)
+end
+
+-- Advances state s (a table of the FIELDS) by one non-late reading; returns raised, cleared.
+local function step(s, ts, c)
+  if c == 0 then
+    s.pending, s.pending_since_ms = 0, 0
+    if s.active ~= 0 then
+      s.normal_count = s.normal_count + 1
+      if s.normal_count >= clear_readings then
+        s.active, s.since_ms, s.normal_count = 0, 0, 0
+        s.last_ts_ms = ts
+        return 0, 1
+      end
+    end
+    s.last_ts_ms = ts
+    return 0, 0
+  end
+  s.normal_count = 0
+  local raised, cleared = 0, 0
+  if s.active ~= c then
+    if s.pending ~= c then
+      s.pending, s.pending_since_ms = c, ts
+    end
+    if ts - s.pending_since_ms >= sustain_ms then
+      -- Raising LOW over an active HIGH (or the reverse) also ends the old alert.
+      if s.active ~= 0 then
+        cleared = 1
+      end
+      s.active, s.since_ms, s.pending, s.pending_since_ms = c, ts, 0, 0
+      raised = 1
+    end
+  end
+  s.last_ts_ms = ts
+  return raised, cleared
+end
+
+local function load_state(key)
+  local raw = redis.call('HMGET', key, unpack(FIELDS))
+  local s = {}
+  for i, name in ipairs(FIELDS) do
+    s[name] = tonumber(raw[i]) or 0
+  end
+  return s
+end
+
+local function save_state(key, s)
+  local args = {}
+  for _, name in ipairs(FIELDS) do
+    args[#args + 1] = name
+    args[#args + 1] = int_text(s[name])
+  end
+  redis.call('HSET', key, unpack(args))
+end
+
+-- ZADD of the pairs collected in add (score, member, score, member, ...); returns a new table.
+local function flush(zkey, add)
+  if #add > 0 then
+    redis.call('ZADD', zkey, unpack(add))
+  end
+  return {}
+end
+
+-- Set of stored ts_text in [first, last] of the user's (sorted) members, with one
+-- ZRANGEBYSCORE ... LIMIT 0 n+1 (O(log n + k)); nil when more than n are stored there (then each
+-- reading is checked on its own). Usually the range is empty: new readings are the newest.
+local function stored_between(zkey, members)
+  local n = #members
+  local first = string.sub(members[1], 1, TS_DIGITS)
+  local last = string.sub(members[n], 1, TS_DIGITS)
+  local found = redis.call('ZRANGEBYSCORE', zkey, first, last, 'LIMIT', 0, n + 1)
+  if #found > n then
+    return nil
+  end
+  local known = {}
+  for _, m in ipairs(found) do
+    known[string.sub(m, 1, TS_DIGITS)] = true
+  end
+  return known
+end
+
+-- True when a reading of that user at ts_text is already stored.
+local function is_stored(zkey, known, ts_text)
+  if known then
+    return known[ts_text] == true
+  end
+  return redis.call('ZRANGEBYSCORE', zkey, ts_text, ts_text, 'LIMIT', 0, 1)[1] ~= nil
+end
+
+local dup = {}
+local per_user = {}
+local next_member = string.gmatch(ARGV[6 + n_users], '[^,]+')
+-- '(' makes the bound exclusive: a reading exactly at the cut-off is kept.
+local cutoff = '(' .. int_text(now_ms - retention_ms)
+
+for u = 1, n_users do
+  local zkey, akey = KEYS[2 * u - 1], KEYS[2 * u]
+  local s = load_state(akey)
+  local raised, cleared, changed = 0, 0, false
+  local members = {}
+  for i = 1, tonumber(ARGV[5 + u]) do
+    members[i] = next_member()
+  end
+  local known = stored_between(zkey, members)
+  -- This call's new timestamps (not yet in the set while their ZADD is pending).
+  local added, add = {}, {}
+  for _, member in ipairs(members) do
+    local ts_text = string.sub(member, 1, TS_DIGITS)
+    if added[ts_text] or is_stored(zkey, known, ts_text) then
+      dup[#dup + 1] = '1'
+    else
+      dup[#dup + 1] = '0'
+      added[ts_text] = true
+      add[#add + 1] = ts_text
+      add[#add + 1] = member
+      if #add >= 2 * ZADD_PAIRS then
+        add = flush(zkey, add)
+      end
+      local ts = tonumber(ts_text)
+      if ts > s.last_ts_ms then
+        local up, down = step(s, ts, tonumber(string.sub(member, -1)))
+        raised, cleared, changed = raised + up, cleared + down, true
+      end
+    end
+  end
+  flush(zkey, add)
+  if changed then
+    save_state(akey, s)
+  end
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', cutoff)
+  per_user[#per_user + 1] = s.active
+  per_user[#per_user + 1] = s.since_ms
+  per_user[#per_user + 1] = raised
+  per_user[#per_user + 1] = cleared
+end
+
+return { table.concat(dup), per_user }
