@@ -30,6 +30,7 @@ from heartrate_serve.deployments.ingest import (
     ReadingPipeline,
     ServerStamps,
 )
+from heartrate_serve.deployments.ordered_window import ordered_map
 from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.deployments.status_codes import NotFound, status_for
 from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
@@ -38,6 +39,8 @@ from heartrate_serve.deployments.zone_response import zone_response
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 log = logging.getLogger("heartrate_serve.ingress")
+# Readings of one stream in flight at once (validated and stored together, answered in order).
+STREAM_WINDOW = 64
 Ctx = RayServegRPCContext
 
 
@@ -117,10 +120,10 @@ class HeartRateIngress:
     ) -> AsyncIterator[pb.HeartRateResponse]:
         """One answer per reading, in order; a bad reading is answered and the stream goes on."""
         counts = {"sent": 0, "rejected": 0}
+        log.info("stream opened")
         try:
-            async for request in request_stream:
+            async for resp in ordered_map(request_stream, self._stream_one, STREAM_WINDOW):
                 counts["sent"] += 1
-                resp = await self._stream_one(request)
                 counts["rejected"] += not resp.success
                 yield resp
         finally:

@@ -63,6 +63,8 @@ class Driver:
     """The Ray driver child process and the instance folder that identifies its processes."""
 
     def __init__(self, settings: Settings) -> None:
+        # Ours to delete at the end only when we made it (INSTANCE_DIR unset).
+        self._made_dir = settings.instance_dir is None
         self.instance_dir = settings.instance_dir or Path(tempfile.mkdtemp(prefix="hrs-"))
         env = {**os.environ, **settings.as_env(), "INSTANCE_DIR": str(self.instance_dir)}
         self.process = subprocess.Popen(
@@ -103,7 +105,8 @@ class Driver:
         left = sweep([self.instance_dir])
         if left:
             log.warning("stopped %d leftover process(es) of this instance", len(left))
-        shutil.rmtree(self.instance_dir, ignore_errors=True)
+        if self._made_dir:
+            shutil.rmtree(self.instance_dir, ignore_errors=True)
 
 
 def serve_forever(settings: Settings) -> int:

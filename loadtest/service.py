@@ -1,0 +1,161 @@
+"""Starting the real service exactly as `make run` does (the launcher as a subprocess), and
+measuring its process tree (RSS, CPU seconds) with psutil."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from heartrate_serve.deployments.ray_runtime import free_port
+
+SERVING_MARK = "SERVING on"
+STOP_TIMEOUT_S = 90.0
+
+
+class ServiceProcess:
+    """`python -m heartrate_serve.deployments.launcher` on free ports, data and logs in `workdir`.
+
+    Its output is copied to `workdir/launcher.log` (and to stdout when echo=True)."""
+
+    def __init__(self, workdir: Path, *, echo: bool = False, env: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        while self.metrics_port == self.grpc_port:
+            self.metrics_port = free_port()
+        self._echo = echo
+        self._extra_env = env or {}
+        self.process: subprocess.Popen[str] | None = None
+        self.serving = threading.Event()
+        self.start_to_serving_s: float | None = None
+        self.lines: list[str] = []
+        self._started_at = 0.0
+
+    @property
+    def target(self) -> str:
+        """host:port of the gRPC endpoint."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self) -> None:
+        """Starts the launcher (returns at once; see wait_serving)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "GRPC_PORT": str(self.grpc_port),
+            "METRICS_PORT": str(self.metrics_port),
+            "DATA_DIR": str(self.workdir / "data"),
+            "LOG_DIR": str(self.workdir / "log"),
+            "PYTHONUNBUFFERED": "1",
+            **self._extra_env,
+        }
+        if "REDIS_URL" not in self._extra_env:  # as `make run`: the launcher's embedded Redis
+            env.pop("REDIS_URL", None)
+        self._started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "heartrate_serve.deployments.launcher"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        with open(self.workdir / "launcher.log", "a") as log:
+            for line in self.process.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
+                if self._echo:
+                    sys.stdout.write(f"[service] {line}")
+                    sys.stdout.flush()
+                if SERVING_MARK in line and not self.serving.is_set():
+                    self.start_to_serving_s = time.monotonic() - self._started_at
+                    self.serving.set()
+
+    def wait_serving(self, timeout_s: float = 120.0) -> float:
+        """Blocks until the launcher printed SERVING; returns seconds since start()."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while not self.serving.wait(0.2):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the launcher exited with {self.process.returncode} before SERVING:\n"
+                    + "".join(self.lines[-30:])
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no SERVING after {timeout_s:.0f} s:\n" + "".join(self.lines))
+        assert self.start_to_serving_s is not None
+        return self.start_to_serving_s
+
+    def stop(self) -> int | None:
+        """SIGTERM to the launcher (it stops Serve, Ray and Redis), then waits for it."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """One look at a process tree: per-pid CPU seconds, and summed memory."""
+
+    cpu_s: dict[int, float]
+    rss_bytes: int
+    pss_bytes: int
+    processes: int
+
+
+def tree(root_pids: list[int]) -> list[psutil.Process]:
+    """The given processes and all their descendants (those still alive)."""
+    seen: dict[int, psutil.Process] = {}
+    for pid in root_pids:
+        try:
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                seen.setdefault(p.pid, p)
+        except psutil.NoSuchProcess:
+            continue
+    return list(seen.values())
+
+
+def sample_tree(root_pids: list[int], *, pss: bool = False) -> TreeSample:
+    """CPU seconds per pid and the summed RSS (and PSS when asked: slower) of the trees."""
+    cpu: dict[int, float] = {}
+    rss = pss_total = 0
+    procs = tree(root_pids)
+    for p in procs:
+        try:
+            with p.oneshot():
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
+                if pss:
+                    info = p.memory_full_info()
+                    rss += info.rss
+                    pss_total += info.pss
+                else:
+                    rss += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return TreeSample(cpu, rss, pss_total, len(procs))
+
+
+def cpu_used(before: TreeSample, after: TreeSample) -> float:
+    """CPU seconds the tree used between two samples (new processes count from zero)."""
+    return sum(t - before.cpu_s.get(pid, 0.0) for pid, t in after.cpu_s.items())
