@@ -144,7 +144,7 @@ async def test_stream_method_answers_each_reading(ingress: Any) -> None:
 
 
 async def test_zone_errors_from_the_calculator_are_invalid_argument(ingress: Any) -> None:
-    """An InvalidRequest raised inside the zone calculator reaches the client as INVALID_ARGUMENT."""
+    """InvalidRequest raised inside the zone calculator reaches the client as INVALID_ARGUMENT."""
     ctx = FakeContext()
     req = pb.ExerciseZoneRequest(age=40, bpm=[100, 110], timestamps=[1, 2], max_gap_seconds=-1)
     await ingress.CalculateExerciseZones(req, ctx)
