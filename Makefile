@@ -23,8 +23,11 @@ proto: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/heartrate-serve
 
-test: $(STAMP)
+# The whole suite (unit, compat, integration on a real Redis, e2e on a real Serve), then lint.
+test: $(STAMP) .typecheck/heartrate_serve
 	$(PY) -m pytest tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/compat
