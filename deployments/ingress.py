@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import ValidationRules, canonical_user_id
 from heartrate_serve.deployments import convert
+from heartrate_serve.deployments.group_commit import GroupCommit
 from heartrate_serve.deployments.health import HealthProbe, health_status
 from heartrate_serve.deployments.ingest import (
     BatchOutcome,
@@ -42,6 +43,7 @@ log = logging.getLogger("heartrate_serve.ingress")
 # Readings of one stream in flight at once (validated and stored together, answered in order).
 STREAM_WINDOW = 64
 Ctx = RayServegRPCContext
+ZoneJob = tuple[Any, Any, dict[str, Any]]
 
 
 def _now_ms() -> int:
@@ -71,6 +73,8 @@ class HeartRateIngress:
         self._settings = Settings.from_env(redis_url=redis_url)
         self._validator = validator
         self._zones = zones
+        # Concurrent zone requests share one call to the zone calculator (one hop per batch).
+        self._zone_commit: GroupCommit[ZoneJob, Any] = GroupCommit(self._analyse_many, max_items=64)
         self._tun = IngressTunables()
         if self._settings.redis_url is None:
             raise RuntimeError(
@@ -177,11 +181,17 @@ class HeartRateIngress:
                 ts, bpm = stored.ts_ms, stored.bpm
                 if len(ts) == 0:
                     raise InvalidRequest("stored_range", "no stored readings in stored_range")
-            analysis = await self._zones.analyse.remote(ts, bpm, query.params)
+            analysis = await self._zone_commit.submit((ts, bpm, query.params))
+            if isinstance(analysis, InvalidRequest):
+                raise analysis
         except Exception as error:
             _fail(grpc_context, error)
             return pb.ExerciseZoneResponse()
         return zone_response(analysis)
+
+    async def _analyse_many(self, jobs: Sequence[ZoneJob]) -> list[Any]:
+        result: list[Any] = await self._zones.analyse_many.remote(list(jobs))
+        return result
 
     # --- added RPCs ----------------------------------------------------------------------------
 
