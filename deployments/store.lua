@@ -180,6 +180,9 @@ for u = 1, n_users do
     save_state(akey, s)
   end
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', cutoff)
+  -- A user who stops sending leaves nothing behind: every reading is past retention by then.
+  redis.call('PEXPIRE', zkey, retention_ms)
+  redis.call('PEXPIRE', akey, retention_ms)
   per_user[#per_user + 1] = s.active
   per_user[#per_user + 1] = s.since_ms
   per_user[#per_user + 1] = raised

@@ -454,3 +454,13 @@ async def test_everysec_data_survives_sigkill_after_one_second(tmp_path: Path) -
     finally:
         await store.aclose()
         server.stop()
+
+
+async def test_keys_of_an_inactive_user_expire_after_the_retention(
+    store: ReadingStore, raw_redis: aioredis.Redis
+) -> None:
+    """Each write sets the user's keys to expire one retention period later (nothing lingers)."""
+    await write(store, "idle", [T0], [HIGH])
+    for key in ("hr:{idle}:readings", "hr:{idle}:alert"):
+        ttl_ms = await raw_redis.pttl(key)
+        assert RETENTION_MS - 60_000 < ttl_ms <= RETENTION_MS, key
