@@ -1,0 +1,153 @@
+"""The `heartrate` client's commands: one handler per subcommand, given its arguments and stub."""
+
+from __future__ import annotations
+
+import argparse
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+import grpc
+
+from heartrate_serve.deployments.cli_errors import EXIT_OK, InputError, describe_rpc_error
+from heartrate_serve.deployments.cli_input import (
+    BadLine,
+    Reading,
+    now_ms,
+    open_input,
+    parse_lines,
+)
+from heartrate_serve.deployments.cli_output import Tally, emit, response_dict, response_text, warn
+from heartrate_serve.deployments.cli_reports import (
+    batch_dict,
+    batch_lines,
+    profile_dict,
+    profile_lines,
+    status_dict,
+    status_lines,
+    zones_dict,
+    zones_lines,
+)
+from heartrate_serve.deployments.cli_requests import (
+    batch_request,
+    profile_from_args,
+    reading_request,
+    status_request,
+    submit_request,
+    zone_request,
+)
+from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+
+
+def default_address(settings: Settings | None = None) -> str:
+    """127.0.0.1 on the gRPC port of the settings (built from the environment by Settings)."""
+    port = (settings or Settings.from_env()).grpc_port
+    return f"127.0.0.1:{port}"
+
+
+def read_readings(path: str) -> list[Reading]:
+    """All readings of a file or stdin; bad lines reported on stderr and skipped."""
+    readings: list[Reading] = []
+    with open_input(path) as lines:
+        for item in parse_lines(lines):
+            if isinstance(item, BadLine):
+                warn(item.message())
+            else:
+                readings.append(item)
+    if not readings:
+        raise InputError(f"no readings in {'stdin' if path == '-' else path}")
+    return readings
+
+
+def cmd_submit(args: argparse.Namespace, stub: Any) -> int:
+    """`submit`: one SubmitHeartRate call."""
+    req = submit_request(args)
+    resp: pb.HeartRateResponse = stub.SubmitHeartRate(req, timeout=args.timeout)
+    reading = Reading(req.bpm, req.timestamp_ms)
+    emit(args.json, response_dict(resp, reading), [response_text(resp)])
+    return EXIT_OK
+
+
+def stream_requests(
+    items: Iterable[Reading | BadLine], user_id: str, pending: deque[Reading], tally: Tally
+) -> Iterator[pb.HeartRateRequest]:
+    """Requests for the readings (remembered in `pending`); bad lines reported and skipped."""
+    for item in items:
+        if isinstance(item, BadLine):
+            tally.malformed += 1
+            warn(item.message())
+            continue
+        pending.append(item)
+        tally.sent += 1
+        yield reading_request(item, user_id)
+
+
+def cmd_stream(args: argparse.Namespace, stub: Any) -> int:
+    """`stream`: one StreamHeartRate call for the whole input; no deadline (input may be live)."""
+    tally, pending = Tally(), deque[Reading]()
+    with open_input(args.file) as lines:
+        requests = stream_requests(parse_lines(lines), args.user, pending, tally)
+        for resp in stub.StreamHeartRate(requests):
+            reading = pending.popleft() if pending else None
+            tally.add(resp)
+            emit(args.json, response_dict(resp, reading), [response_text(resp, reading)])
+    emit(args.json, {"summary": asdict(tally)}, [f"summary: {tally.text()}"])
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, stub: Any) -> int:
+    """`status`: one GetHeartRateStatus call."""
+    resp: pb.StatusResponse = stub.GetHeartRateStatus(status_request(args), timeout=args.timeout)
+    emit(args.json, status_dict(resp), status_lines(resp))
+    return EXIT_OK
+
+
+def cmd_zones(args: argparse.Namespace, stub: Any) -> int:
+    """`zones`: one CalculateExerciseZones call over the input or a stored range."""
+    readings = read_readings(args.file) if args.from_ts is None else []
+    req = zone_request(args, readings, now_ms())
+    resp: pb.ExerciseZoneResponse = stub.CalculateExerciseZones(req, timeout=args.timeout)
+    emit(args.json, zones_dict(resp), zones_lines(resp))
+    return EXIT_OK
+
+
+def cmd_batch(args: argparse.Namespace, stub: Any) -> int:
+    """`batch`: one SubmitHeartRateBatch call for the whole input."""
+    readings = read_readings(args.file)
+    req = batch_request(readings, args.user, now_ms())
+    resp: pb.HeartRateBatchResponse = stub.SubmitHeartRateBatch(req, timeout=args.timeout)
+    emit(args.json, batch_dict(resp, readings), batch_lines(resp, readings))
+    return EXIT_OK
+
+
+def cmd_profile_get(args: argparse.Namespace, stub: Any) -> int:
+    """`profile get`: one GetUserProfile call (NOT_FOUND when none was set)."""
+    req = pb.GetUserProfileRequest(user_id=args.user)
+    resp: pb.GetUserProfileResponse = stub.GetUserProfile(req, timeout=args.timeout)
+    emit(args.json, profile_dict(resp.profile), profile_lines(resp.profile))
+    return EXIT_OK
+
+
+def _stored_profile(args: argparse.Namespace, stub: Any) -> pb.UserProfile | None:
+    """The user's stored profile, None when none is set or --replace was given."""
+    if args.replace:
+        return None
+    try:
+        req = pb.GetUserProfileRequest(user_id=args.user)
+        resp: pb.GetUserProfileResponse = stub.GetUserProfile(req, timeout=args.timeout)
+    except grpc.RpcError as exc:
+        if describe_rpc_error(exc)[0] == "NOT_FOUND":
+            return None
+        raise
+    return resp.profile
+
+
+def cmd_profile_set(args: argparse.Namespace, stub: Any) -> int:
+    """`profile set`: updates the stored profile with the given options (SetUserProfile)."""
+    profile = profile_from_args(args, _stored_profile(args, stub))
+    req = pb.SetUserProfileRequest(profile=profile)
+    resp: pb.SetUserProfileResponse = stub.SetUserProfile(req, timeout=args.timeout)
+    emit(args.json, profile_dict(resp.profile), profile_lines(resp.profile))
+    return EXIT_OK

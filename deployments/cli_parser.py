@@ -1,0 +1,253 @@
+"""The `heartrate` argument parser: argument types, options and subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from heartrate_serve.deployments.cli_commands import (
+    cmd_batch,
+    cmd_profile_get,
+    cmd_profile_set,
+    cmd_status,
+    cmd_stream,
+    cmd_submit,
+    cmd_zones,
+)
+from heartrate_serve.deployments.cli_input import parse_bpm, parse_time_ms
+from heartrate_serve.deployments.cli_requests import FORMULAS, SEXES, ZONE_MODELS
+from heartrate_serve.deployments.cli_simulator import run_simulate
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low."""
+
+    def convert(text: str) -> int:
+        """The integer, or an argparse error."""
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    convert.__name__ = f"integer >= {low}"
+    return convert
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def time_arg(text: str) -> int:
+    """An argparse type: a time (Unix s, Unix ms or ISO 8601) as Unix ms."""
+    try:
+        return parse_time_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def lows_arg(text: str) -> list[int]:
+    """An argparse type: comma-separated, strictly ascending, positive zone lower bounds."""
+    try:
+        lows = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not lows or lows[0] <= 0 or any(b <= a for a, b in zip(lows, lows[1:], strict=False)):
+        raise argparse.ArgumentTypeError(f"must be positive and strictly ascending: {text!r}")
+    return lows
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """--address/--user/--json/--timeout; on subcommands with suppressed defaults."""
+
+    def default(value: object) -> object:
+        """The default, or SUPPRESS so a subcommand does not override the global value."""
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--address",
+        default=default(None),
+        help="host:port of the service (default 127.0.0.1:GRPC_PORT from the settings, 50051)",
+    )
+    parser.add_argument("--user", default=default(""), help="user_id (default: the default user)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine output: one JSON object per result line",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=default(10.0),
+        help="per-call deadline in seconds (default 10)",
+    )
+
+
+def _add_submit(sub: Any) -> None:
+    """The `submit` subcommand."""
+    p = sub.add_parser("submit", help="submit one reading (SubmitHeartRate)")
+    p.add_argument("bpm", type=parse_bpm, metavar="BPM")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
+        "--timestamp",
+        type=time_arg,
+        metavar="S",
+        help="Unix seconds (or ISO 8601); default: the server's now",
+    )
+    when.add_argument("--timestamp-ms", type=_int_at_least(0), metavar="MS", help="Unix ms")
+    p.set_defaults(handler=cmd_submit)
+    _global_options(p, suppress=True)
+
+
+def _add_file_arg(p: argparse.ArgumentParser) -> None:
+    """The optional FILE argument ('-' or absent: stdin)."""
+    p.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="lines 'bpm', 'timestamp,bpm' or JSON objects; '-' or absent: stdin",
+    )
+
+
+def _add_stream_status_batch(sub: Any) -> None:
+    """The `stream`, `status` and `batch` subcommands."""
+    p = sub.add_parser("stream", help="stream readings over one bidi stream (StreamHeartRate)")
+    _add_file_arg(p)
+    p.set_defaults(handler=cmd_stream)
+    _global_options(p, suppress=True)
+    p = sub.add_parser("status", help="alert state, thresholds, stats, recent readings")
+    p.add_argument(
+        "--recent",
+        type=_int_at_least(0),
+        default=10,
+        metavar="N",
+        help="how many recent readings (default 10, 0: the server's default)",
+    )
+    p.set_defaults(handler=cmd_status)
+    _global_options(p, suppress=True)
+    p = sub.add_parser("batch", help="submit readings as one columnar batch")
+    _add_file_arg(p)
+    p.set_defaults(handler=cmd_batch)
+    _global_options(p, suppress=True)
+
+
+def _physiology_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `zones` and `profile set`."""
+    p.add_argument("--model", choices=sorted(ZONE_MODELS), help="zone model")
+    p.add_argument("--formula", choices=list(FORMULAS), help="HRmax formula")
+    p.add_argument("--max-hr", type=_int_at_least(0), metavar="BPM", help="measured HRmax")
+    p.add_argument("--resting", type=_int_at_least(0), metavar="BPM", help="resting heart rate")
+    p.add_argument(
+        "--lows",
+        type=lows_arg,
+        metavar="B1,B2,..",
+        help="custom zone lower bounds, bpm, ascending (implies --model custom)",
+    )
+    p.add_argument("--sex", choices=list(SEXES), help="for the Banister TRIMP coefficients")
+
+
+def _add_zones(sub: Any) -> None:
+    """The `zones` subcommand."""
+    p = sub.add_parser("zones", help="time in heart-rate zones (CalculateExerciseZones)")
+    p.add_argument(
+        "--age",
+        type=_int_at_least(0),
+        default=0,
+        metavar="N",
+        help="years (optional when --max-hr or the profile gives it)",
+    )
+    _physiology_options(p)
+    p.add_argument(
+        "--max-gap",
+        type=_int_at_least(0),
+        metavar="S",
+        help="longer gaps count as no data (server default 30)",
+    )
+    p.add_argument(
+        "--end", type=time_arg, metavar="TS", help="session end: the last reading counts until then"
+    )
+    p.add_argument(
+        "--from",
+        dest="from_ts",
+        type=time_arg,
+        metavar="TS",
+        help="use stored readings from this time (with --to)",
+    )
+    p.add_argument("--to", dest="to_ts", type=time_arg, metavar="TS", help="... up to this time")
+    _add_file_arg(p)
+    p.set_defaults(handler=cmd_zones, resting=0, max_hr=0)
+    _global_options(p, suppress=True)
+
+
+def _add_profile(sub: Any) -> None:
+    """The `profile get` and `profile set` subcommands."""
+    p = sub.add_parser("profile", help="read or set the user's profile")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    get = actions.add_parser("get", help="show the profile (GetUserProfile)")
+    get.set_defaults(handler=cmd_profile_get)
+    _global_options(get, suppress=True)
+    put = actions.add_parser("set", help="update the profile (SetUserProfile)")
+    put.add_argument("--age", type=_int_at_least(0), metavar="N", help="years")
+    _physiology_options(put)
+    put.add_argument("--normal-low", type=_int_at_least(0), metavar="BPM", help="alert below")
+    put.add_argument("--normal-high", type=_int_at_least(0), metavar="BPM", help="alert above")
+    put.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the whole profile instead of updating the stored one",
+    )
+    put.set_defaults(handler=cmd_profile_set)
+    _global_options(put, suppress=True)
+    _global_options(p, suppress=True)
+
+
+def _add_simulate(sub: Any) -> None:
+    """The `simulate` subcommand."""
+    p = sub.add_parser("simulate", help="stream synthetic workouts for many users in real time")
+    p.add_argument("--users", type=_int_at_least(1), required=True, metavar="N")
+    p.add_argument(
+        "--rate",
+        type=positive_float,
+        required=True,
+        metavar="HZ",
+        help="readings per second per user",
+    )
+    p.add_argument("--duration", type=positive_float, required=True, metavar="S", help="seconds")
+    p.add_argument("--user-prefix", default="sim-", help="user ids are PREFIX1..PREFIXN")
+    p.add_argument("--seed", type=int, default=0, help="user i uses workout seed SEED+i")
+    p.set_defaults(async_handler=run_simulate)
+    _global_options(p, suppress=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `heartrate` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="heartrate", description="Command-line client of the heartrate-serve gRPC service."
+    )
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_submit(sub)
+    _add_stream_status_batch(sub)
+    _add_zones(sub)
+    _add_profile(sub)
+    _add_simulate(sub)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and cross-checked arguments (exits with usage on error, like argparse)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "zones":
+        if (args.from_ts is None) != (args.to_ts is None):
+            parser.error("zones: --from and --to go together")
+        if args.from_ts is not None and args.file != "-":
+            parser.error("zones: give either FILE or --from/--to, not both")
+    return args

@@ -1,0 +1,129 @@
+"""`heartrate simulate`: many users streaming synthetic workouts in real time (grpc.aio)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any, TextIO
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from heartrate_serve.deployments.cli_errors import EXIT_OK
+from heartrate_serve.deployments.cli_input import now_ms
+from heartrate_serve.deployments.cli_output import Json, Tally, emit
+from heartrate_serve.deployments.workouts import workout_bpm
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+
+
+def sim_user_ids(prefix: str, users: int) -> list[str]:
+    """The simulated user ids: PREFIX1..PREFIXN."""
+    return [f"{prefix}{i}" for i in range(1, users + 1)]
+
+
+def sim_request(
+    user_id: str, bpm: int, i: int, rate_hz: float, start_ms: int
+) -> pb.HeartRateRequest:
+    """Reading i of a simulated user, 1/rate s after the previous: ms when rate > 1, else s."""
+    if rate_hz > 1:
+        ts_ms = start_ms + round(i * 1000 / rate_hz)
+        return pb.HeartRateRequest(bpm=bpm, timestamp_ms=ts_ms, user_id=user_id)
+    return pb.HeartRateRequest(
+        bpm=bpm, timestamp=start_ms // 1000 + round(i / rate_hz), user_id=user_id
+    )
+
+
+def progress_line(tally: Tally, elapsed_s: float) -> str:
+    """The simulator's progress line."""
+    return (
+        f"sent {tally.sent}  acked {tally.acked}  rejected {tally.rejected}  "
+        f"alerts {tally.alerts}  elapsed {elapsed_s:.1f}s"
+    )
+
+
+def sim_summary(
+    tally: Tally, users: int, rate_hz: float, duration_s: float, elapsed_s: float
+) -> Json:
+    """The simulator's final summary as a JSON-ready dict."""
+    return {
+        "users": users,
+        "rate_hz": rate_hz,
+        "duration_s": duration_s,
+        **{k: v for k, v in asdict(tally).items() if k != "malformed"},
+        "elapsed_s": round(elapsed_s, 3),
+        "acked_per_s": round(tally.acked / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+    }
+
+
+async def paced_requests(
+    user_id: str, bpms: NDArray[np.int32], rate_hz: float, t0: float, tally: Tally
+) -> AsyncIterator[pb.HeartRateRequest]:
+    """The user's readings, reading i sent at t0 + i/rate on the monotonic clock."""
+    start_ms = now_ms()
+    for i, bpm in enumerate(bpms.tolist()):
+        delay = t0 + i / rate_hz - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tally.sent += 1
+        yield sim_request(user_id, bpm, i, rate_hz, start_ms)
+
+
+async def simulate_user(
+    stub: Any, user_id: str, seed: int, args: argparse.Namespace, tally: Tally, t0: float
+) -> None:
+    """One simulated user: one bidi stream carrying a whole synthetic workout."""
+    bpms = workout_bpm(args.duration, args.rate, seed)
+    requests = paced_requests(user_id, bpms, args.rate, t0, tally)
+    call = stub.StreamHeartRate(requests, timeout=args.duration + args.timeout)
+    async for resp in call:
+        tally.add(resp)
+
+
+async def report_progress(tally: Tally, t0: float, out: TextIO) -> None:
+    """Refreshes the progress line on `out` about once per second until cancelled."""
+    end = "\r" if out.isatty() else "\n"
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            out.write(progress_line(tally, time.monotonic() - t0) + end)
+            out.flush()
+    finally:
+        if end == "\r":
+            out.write("\n")
+
+
+async def _run_users(stub: Any, args: argparse.Namespace, tally: Tally, t0: float) -> None:
+    """All users' streams concurrently; the first failure cancels the others and is raised."""
+    users = sim_user_ids(args.user_prefix, args.users)
+    tasks = [
+        asyncio.create_task(simulate_user(stub, u, args.seed + i, args, tally, t0))
+        for i, u in enumerate(users)
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_simulate(args: argparse.Namespace) -> int:
+    """`simulate`: N concurrent real-time streams (grpc.aio), progress on stderr, a summary."""
+    tally, t0 = Tally(), time.monotonic()
+    async with grpc.aio.insecure_channel(args.address) as channel:
+        stub = pb_grpc.HeartRateMonitorStub(channel)  # type: ignore[no-untyped-call]
+        progress = asyncio.create_task(report_progress(tally, t0, sys.stderr))
+        try:
+            await _run_users(stub, args, tally, t0)
+        finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+    summary = sim_summary(tally, args.users, args.rate, args.duration, time.monotonic() - t0)
+    emit(args.json, summary, ["summary: " + ", ".join(f"{k} {v}" for k, v in summary.items())])
+    return EXIT_OK
