@@ -9,6 +9,7 @@ from typing import Any
 
 from grpc_health.v1 import health_pb2
 
+from heartrate_serve.deployments.metrics import current
 from heartrate_serve.deployments.store import ReadingStore
 
 SERVICE_NAMES = frozenset({"", "heartrate.HeartRateMonitor"})
@@ -33,6 +34,7 @@ class HealthProbe:
         if time.monotonic() < self._cached[0]:
             return self._cached[1]
         status: int = SERVING if await self._all_up() else NOT_SERVING
+        current().health(status == SERVING)
         self._cached = (time.monotonic() + CACHE_S, status)
         return status
 

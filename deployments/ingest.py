@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.deployments.group_commit import GroupCommit
+from heartrate_serve.deployments.metrics import current
 from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
 
 # (bpm, ts_ms, now_ms, normal_low, normal_high) -> (reason, classification); 0 in the band arrays
@@ -95,9 +96,11 @@ class ReadingPipeline:
             self._process, on_batch=on_batch
         )
 
-    async def submit(self, batch: ReadingBatch) -> BatchOutcome:
+    async def submit(self, batch: ReadingBatch, rpc: str = "other") -> BatchOutcome:
         """Validates and stores one caller's readings together with everyone else's."""
-        return await self._commit.submit(batch)
+        out = await self._commit.submit(batch)
+        current().outcome(rpc, out.reason, out.duplicate)  # counted per RPC
+        return out
 
     async def _process(self, items: Sequence[ReadingBatch]) -> list[BatchOutcome]:
         sizes = np.fromiter((len(it.bpm) for it in items), dtype=np.int64, count=len(items))
@@ -111,6 +114,7 @@ class ReadingPipeline:
             return [_unavailable(len(it.bpm)) for it in items]
         lows = np.array([bands[it.user_id][0] for it in items], dtype=np.int32)[owner]
         highs = np.array([bands[it.user_id][1] for it in items], dtype=np.int32)[owner]
+        current().batch(len(items), len(bpm))
         reason, cls = await self._validate(bpm, ts_ms, now_ms, lows, highs)
         reason = reason.copy()
         valid = reason == 0
@@ -125,6 +129,7 @@ class ReadingPipeline:
                 )
                 duplicate[valid] = result.duplicate
                 alerts = result.alerts
+                current().alerts(result.events, result.alerts)
             except StoreUnavailable:
                 reason[valid] = RejectReason.STORE_UNAVAILABLE
                 store_down = True

@@ -31,6 +31,7 @@ from heartrate_serve.deployments.ingest import (
     ReadingPipeline,
     ServerStamps,
 )
+from heartrate_serve.deployments.metrics import current, observe_replica, timed_zones
 from heartrate_serve.deployments.ordered_window import ordered_map
 from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.deployments.status_codes import NotFound, status_for
@@ -70,7 +71,7 @@ class HeartRateIngress:
         zones: DeploymentHandle,  # type: ignore[type-arg]
         redis_url: str | None = None,
     ) -> None:
-        self._settings = Settings.from_env(redis_url=redis_url)
+        self._settings = observe_replica(Settings.from_env(redis_url=redis_url))
         self._validator = validator
         self._zones = zones
         # Concurrent zone requests share one call to the zone calculator (one hop per batch).
@@ -111,7 +112,7 @@ class HeartRateIngress:
         """Stores one reading; out-of-range readings answer success=false (not an RPC error)."""
         try:
             batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
-            out = await self._pipeline.submit(batch)
+            out = await self._pipeline.submit(batch, "SubmitHeartRate")
             if out.store_down:
                 raise_unavailable()
         except Exception as error:
@@ -125,12 +126,14 @@ class HeartRateIngress:
         """One answer per reading, in order; a bad reading is answered and the stream goes on."""
         counts = {"sent": 0, "rejected": 0}
         log.info("stream opened")
+        current().stream(True)
         try:
             async for resp in ordered_map(request_stream, self._stream_one, STREAM_WINDOW):
                 counts["sent"] += 1
                 counts["rejected"] += not resp.success
                 yield resp
         finally:
+            current().stream(False)
             log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
 
     def _stamped(self, batch: ReadingBatch, request: pb.HeartRateRequest) -> ReadingBatch:
@@ -146,7 +149,7 @@ class HeartRateIngress:
                 error=str(error),
                 reject_reason=RejectReason.INVALID_USER_ID,  # type: ignore[arg-type]
             )
-        out = await self._pipeline.submit(batch)
+        out = await self._pipeline.submit(batch, "StreamHeartRate")
         return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self.rules)
 
     async def GetHeartRateStatus(
@@ -190,7 +193,7 @@ class HeartRateIngress:
         return zone_response(analysis)
 
     async def _analyse_many(self, jobs: Sequence[ZoneJob]) -> list[Any]:
-        result: list[Any] = await self._zones.analyse_many.remote(list(jobs))
+        result: list[Any] = await timed_zones(self._zones.analyse_many.remote, jobs)
         return result
 
     # --- added RPCs ----------------------------------------------------------------------------
@@ -203,7 +206,7 @@ class HeartRateIngress:
             batch = convert.batch_from_request(request, _now_ms())
             unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
             batch = self._stamps.fix(batch, unset)
-            out = await self._pipeline.submit(batch)
+            out = await self._pipeline.submit(batch, "SubmitHeartRateBatch")
             if out.store_down:
                 raise_unavailable()
             alert = await self._alert_after(batch, out)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
+from heartrate_serve.deployments.logging_setup import ServerLogRotator, configure_process_logging
 from heartrate_serve.deployments.process_sweep import sweep
 from heartrate_serve.deployments.serve_driver import READY_LINE
 from heartrate_serve.deployments.settings import Settings, SettingsError
@@ -118,12 +119,14 @@ def serve_forever(settings: Settings) -> int:
         try:
             started = time.monotonic()
             settings = _start_redis(settings, stack)
+            stack.enter_context(ServerLogRotator.from_settings(settings))  # the only rotator
             driver = Driver(settings)
             stack.callback(driver.stop)
             driver.wait_ready()
             print(
                 f"heartrate-serve SERVING on 127.0.0.1:{settings.grpc_port} (gRPC) after "
                 f"{time.monotonic() - started:.1f} s; metrics on :{settings.metrics_port}/metrics. "
+                f"status: .venv/bin/heartrate-status {driver.instance_dir}; "
                 "Ctrl-C or SIGTERM stops it.",
                 flush=True,
             )
@@ -150,9 +153,7 @@ def main() -> None:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_process_logging(settings, "launcher")
     sys.exit(serve_forever(settings))
 
 

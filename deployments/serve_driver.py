@@ -6,13 +6,14 @@ then stops this process in order: Serve, then Ray). Not meant to be run by hand.
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
 from typing import Any
 
+from heartrate_serve.deployments.logging_setup import configure_process_logging
 from heartrate_serve.deployments.ray_runtime import CONFIG_PATH, RayRuntime, deploy_config
+from heartrate_serve.deployments.redis_watch import RedisUpGauge
 from heartrate_serve.deployments.settings import Settings
 
 READY_TIMEOUT_S = 120.0
@@ -34,10 +35,11 @@ def _stop_on_signals() -> threading.Event:
 def main() -> None:
     """Starts Ray and Serve, deploys serve_config.yaml, serves until SIGTERM, then stops both."""
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
+    configure_process_logging(settings, "driver")
     runtime = RayRuntime(settings)
     try:
         runtime.start()
+        RedisUpGauge(settings.redis_url).start()  # heartrate_redis_up at METRICS_PORT
         stop = _stop_on_signals()
         deploy_config(CONFIG_PATH, settings)
         runtime.wait_until_serving(READY_TIMEOUT_S)

@@ -39,6 +39,9 @@ class Settings:
     # haproxy: Serve's HAProxy ingress (fast, default); proxy: Serve's Python gRPC proxy.
     ingress_mode: str = "haproxy"
     log_level: str = "WARNING"
+    # LOG_DIR/server.log is rotated at this size (and weekly); this many rotated files are kept.
+    log_max_bytes: int = 50 * 1024 * 1024
+    log_backups: int = 5
     # Where this run keeps Ray's session files and HAProxy's state (short: unix socket paths are
     # limited to 107 bytes). None: the launcher makes a new /tmp/hrs-* folder per run.
     instance_dir: Path | None = None
@@ -53,13 +56,16 @@ class Settings:
             metrics_port=_port(src, "METRICS_PORT", cls.metrics_port),
             redis_url=src.get("REDIS_URL") or None,
             data_dir=Path(src.get("DATA_DIR") or cls.data_dir),
-            log_dir=Path(src.get("LOG_DIR") or cls.log_dir),
+            # absolute: the launcher hands it to processes that may run in another directory
+            log_dir=Path(src.get("LOG_DIR") or cls.log_dir).absolute(),
             redis_fsync=_choice(src, "REDIS_FSYNC", cls.redis_fsync, FSYNC_POLICIES),
             redis_pool_size=_int(src, "REDIS_POOL_SIZE", cls.redis_pool_size, 1, 10_000),
             redis_timeout_s=_float(src, "REDIS_TIMEOUT_S", cls.redis_timeout_s),
             retention_days=_int(src, "RETENTION_DAYS", cls.retention_days, 1, 36_500),
             ingress_mode=_choice(src, "INGRESS_MODE", cls.ingress_mode, INGRESS_MODES),
             log_level=(src.get("LOG_LEVEL") or cls.log_level).upper(),
+            log_max_bytes=_int(src, "LOG_MAX_BYTES", cls.log_max_bytes, 1024, 2**40),
+            log_backups=_int(src, "LOG_BACKUPS", cls.log_backups, 0, 1000),
             instance_dir=Path(src["INSTANCE_DIR"]) if src.get("INSTANCE_DIR") else None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
@@ -78,6 +84,8 @@ class Settings:
             "retention_days": "RETENTION_DAYS",
             "ingress_mode": "INGRESS_MODE",
             "log_level": "LOG_LEVEL",
+            "log_max_bytes": "LOG_MAX_BYTES",
+            "log_backups": "LOG_BACKUPS",
             "instance_dir": "INSTANCE_DIR",
         }
         out: dict[str, str] = {}

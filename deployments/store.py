@@ -28,6 +28,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
+from heartrate_serve.deployments.metrics import redis_timed
 from heartrate_serve.deployments.settings import Settings
 
 # Sorted set of a user's readings: score ts_ms, member READING_MEMBER (ts_ms, bpm, class).
@@ -73,6 +74,7 @@ class Readings:
     classification: NDArray[np.uint8]
 
 
+@redis_timed  # latency and errors of every Redis call, by op
 @contextlib.contextmanager
 def _guard(op: str) -> Iterator[None]:
     """Turns 'Redis is not there' errors into StoreUnavailable."""
