@@ -37,6 +37,7 @@ from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.deployments.status_codes import NotFound, status_for
 from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
 from heartrate_serve.deployments.tunables import IngressTunables
+from heartrate_serve.deployments.validation_router import ValidationRouter
 from heartrate_serve.deployments.zone_response import zone_response
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
@@ -85,9 +86,8 @@ class HeartRateIngress:
             )
         self._store = ReadingStore.from_settings(self._settings, self._tun.alert_rules())
         self._bands = ProfileBands(self._store, self._tun.profile_cache_ttl_s)
-        # The validator's rules as of its last answer (it owns them; see reconfigure there).
-        self._rules: ValidationRules | None = None
-        self._pipeline = ReadingPipeline(self._store, self._validate, self._bands)
+        self._validation = ValidationRouter(validator, self._tun.validator_offload_min_readings)
+        self._pipeline = ReadingPipeline(self._store, self._validation.validate, self._bands)
         self._stamps = ServerStamps()
         self._health = HealthProbe(self._store, validator, zones)
 
@@ -96,13 +96,7 @@ class HeartRateIngress:
         self._tun = IngressTunables.from_config(config)
         self._store.set_alert_rules(self._tun.alert_rules())
         self._bands.ttl_s = self._tun.profile_cache_ttl_s
-
-    async def _validate(
-        self, bpm: Any, ts_ms: Any, now_ms: int, lows: Any, highs: Any
-    ) -> tuple[Any, Any]:
-        out = await self._validator.validate.remote(bpm, ts_ms, now_ms, lows, highs)
-        self._rules = out.rules
-        return out.reason, out.classification
+        self._validation.offload_min_readings = self._tun.validator_offload_min_readings
 
     # --- original RPCs -------------------------------------------------------------------------
 
@@ -164,9 +158,8 @@ class HeartRateIngress:
         except Exception as error:
             _fail(grpc_context, error)
             return pb.StatusResponse()
-        if self._rules is None:
-            self._rules = await self._validator.rules.remote()
-        limits = convert.thresholds(self._rules, self._tun.alert_rules(), band)
+        rules = await self._validation.rules()
+        limits = convert.thresholds(rules, self._tun.alert_rules(), band)
         return convert.status_response(
             readings.ts_ms, readings.bpm, readings.classification, state, limits
         )
@@ -275,7 +268,7 @@ class HeartRateIngress:
     @property
     def rules(self) -> ValidationRules:
         """The validation rules last reported by the validator."""
-        return self._rules or ValidationRules()
+        return self._validation.known_rules
 
 
 def raise_unavailable() -> None:

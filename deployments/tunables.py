@@ -49,6 +49,9 @@ class IngressTunables:
     # How long a replica trusts a cached profile band; another replica's change shows after this.
     profile_cache_ttl_s: float = 5.0
     max_gap_s: int = DEFAULT_MAX_GAP_S
+    # Batches of at least this many readings are validated on the Validator deployment; smaller
+    # ones in the ingress (see validation_router.py for the measurement behind it).
+    validator_offload_min_readings: int = 50_000
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> IngressTunables:

@@ -24,6 +24,21 @@ class ValidationOutput:
     rules: ValidationRules
 
 
+def validate_batch(
+    rules: ValidationRules,
+    bpm: NDArray[np.int32],
+    ts_ms: NDArray[np.int64],
+    now_ms: int,
+    normal_low: NDArray[np.int32],
+    normal_high: NDArray[np.int32],
+) -> ValidationOutput:
+    """Validates a batch under rules; per-reading bands of 0 mean the rules' default band."""
+    low = np.where(normal_low > 0, normal_low, rules.normal_low_bpm)
+    high = np.where(normal_high > 0, normal_high, rules.normal_high_bpm)
+    result = validate_readings(bpm, ts_ms, now_ms, rules, low, high)
+    return ValidationOutput(result.reason, result.classification, rules)
+
+
 class Validator:
     """Owns the validation rules (user_config) and applies them to whole batches at once."""
 
@@ -44,11 +59,7 @@ class Validator:
         normal_high: NDArray[np.int32],
     ) -> ValidationOutput:
         """Validates a batch; per-reading bands of 0 mean the configured default band."""
-        rules = self._rules
-        low = np.where(normal_low > 0, normal_low, rules.normal_low_bpm)
-        high = np.where(normal_high > 0, normal_high, rules.normal_high_bpm)
-        result = validate_readings(bpm, ts_ms, now_ms, rules, low, high)
-        return ValidationOutput(result.reason, result.classification, rules)
+        return validate_batch(self._rules, bpm, ts_ms, now_ms, normal_low, normal_high)
 
     def rules(self) -> ValidationRules:
         """The rules in force."""

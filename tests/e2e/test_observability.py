@@ -196,7 +196,7 @@ async def test_dashboard_queries_run_in_real_prometheus(prometheus: Prometheus) 
 
 async def test_ops_status_shows_replicas_per_deployment(service: Any) -> None:
     """ops_status (printed by the launcher) lists each deployment HEALTHY with its replicas."""
-    found = re.search(r"ops_status (\S+);", service.log_path.read_text())
+    found = re.search(r"heartrate-status (\S+);", service.log_path.read_text())
     assert found, service.log_tail()
     out = await asyncio.to_thread(
         subprocess.run,
