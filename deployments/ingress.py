@@ -4,12 +4,10 @@ coming authentication and overload shedding); methods are named exactly like the
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.exceptions import RayTaskError
@@ -17,7 +15,6 @@ from ray.serve import Deployment
 from ray.serve.grpc_util import RayServegRPCContext, gRPCInputStream
 from ray.serve.handle import DeploymentHandle
 
-from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import ValidationRules, canonical_user_id
@@ -29,13 +26,13 @@ from heartrate_serve.deployments.ingest import (
     ProfileBands,
     ReadingBatch,
     ReadingPipeline,
-    ServerStamps,
 )
+from heartrate_serve.deployments.intake import Intake
 from heartrate_serve.deployments.metrics import current, observe_replica, timed_zones
 from heartrate_serve.deployments.ordered_window import ordered_map
 from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.deployments.status_codes import NotFound, status_for
-from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
+from heartrate_serve.deployments.store import ReadingStore
 from heartrate_serve.deployments.tunables import IngressTunables
 from heartrate_serve.deployments.validation_router import ValidationRouter
 from heartrate_serve.deployments.zone_response import zone_response
@@ -46,10 +43,6 @@ log = logging.getLogger("heartrate_serve.ingress")
 STREAM_WINDOW = 64
 Ctx = RayServegRPCContext
 ZoneJob = tuple[Any, Any, dict[str, Any]]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _fail(ctx: Ctx, error: Exception) -> None:
@@ -88,7 +81,7 @@ class HeartRateIngress:
         self._bands = ProfileBands(self._store, self._tun.profile_cache_ttl_s)
         self._validation = ValidationRouter(validator, self._tun.validator_offload_min_readings)
         self._pipeline = ReadingPipeline(self._store, self._validation.validate, self._bands)
-        self._stamps = ServerStamps()
+        self._intake = Intake(self._pipeline, lambda: self.rules)
         self._health = HealthProbe(self._store, validator, zones)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -105,14 +98,10 @@ class HeartRateIngress:
     ) -> pb.HeartRateResponse:
         """Stores one reading; out-of-range readings answer success=false (not an RPC error)."""
         try:
-            batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
-            out = await self._pipeline.submit(batch, "SubmitHeartRate")
-            if out.store_down:
-                raise_unavailable()
+            return await self._intake.submit_one(request)
         except Exception as error:
             _fail(grpc_context, error)
             return pb.HeartRateResponse()
-        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self.rules)
 
     async def StreamHeartRate(
         self, request_stream: gRPCInputStream[pb.HeartRateRequest], grpc_context: Ctx
@@ -122,29 +111,13 @@ class HeartRateIngress:
         log.info("stream opened")
         current().stream(True)
         try:
-            async for resp in ordered_map(request_stream, self._stream_one, STREAM_WINDOW):
+            async for resp in ordered_map(request_stream, self._intake.stream_one, STREAM_WINDOW):
                 counts["sent"] += 1
                 counts["rejected"] += not resp.success
                 yield resp
         finally:
             current().stream(False)
             log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
-
-    def _stamped(self, batch: ReadingBatch, request: pb.HeartRateRequest) -> ReadingBatch:
-        unset = request.timestamp == 0 and request.timestamp_ms == 0
-        return self._stamps.fix(batch, np.array([unset]))
-
-    async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
-        try:
-            batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
-        except InvalidRequest as error:
-            return pb.HeartRateResponse(
-                success=False,
-                error=str(error),
-                reject_reason=RejectReason.INVALID_USER_ID,  # type: ignore[arg-type]
-            )
-        out = await self._pipeline.submit(batch, "StreamHeartRate")
-        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self.rules)
 
     async def GetHeartRateStatus(
         self, request: pb.StatusRequest, grpc_context: Ctx
@@ -196,12 +169,8 @@ class HeartRateIngress:
     ) -> pb.HeartRateBatchResponse:
         """Columnar ingest of a device's buffer in one group-committed write."""
         try:
-            batch = convert.batch_from_request(request, _now_ms())
-            unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
-            batch = self._stamps.fix(batch, unset)
-            out = await self._pipeline.submit(batch, "SubmitHeartRateBatch")
-            if out.store_down:
-                raise_unavailable()
+            batch = self._intake.batch(request)
+            out = await self._intake.submit(batch, "SubmitHeartRateBatch")
             alert = await self._alert_after(batch, out)
         except Exception as error:
             _fail(grpc_context, error)
@@ -269,11 +238,6 @@ class HeartRateIngress:
     def rules(self) -> ValidationRules:
         """The validation rules last reported by the validator."""
         return self._validation.known_rules
-
-
-def raise_unavailable() -> None:
-    """Raises the store's own error for a batch that Redis did not take."""
-    raise StoreUnavailable("Redis is down or unreachable: readings were not stored; retry later")
 
 
 IngressDeployment: Deployment = serve.deployment(name="HeartRateIngress")(HeartRateIngress)

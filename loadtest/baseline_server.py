@@ -23,10 +23,9 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import UserProfile
-from heartrate_serve.core.validation import ValidationRules, canonical_user_id, validate_readings
+from heartrate_serve.core.validation import ValidationRules, canonical_user_id
 from heartrate_serve.core.zones import analyse_session
 from heartrate_serve.deployments import convert
 from heartrate_serve.deployments.ingest import (
@@ -34,13 +33,14 @@ from heartrate_serve.deployments.ingest import (
     ProfileBands,
     ReadingBatch,
     ReadingPipeline,
-    ServerStamps,
 )
+from heartrate_serve.deployments.intake import Intake
 from heartrate_serve.deployments.ray_runtime import CONFIG_PATH, load_config
 from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.deployments.status_codes import status_for
-from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
+from heartrate_serve.deployments.store import ReadingStore
 from heartrate_serve.deployments.tunables import IngressTunables, ValidatorTunables
+from heartrate_serve.deployments.validator import validate_batch
 from heartrate_serve.deployments.zone_response import zone_response
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
@@ -83,7 +83,7 @@ class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
         self._store = ReadingStore.from_settings(settings, self._tun.alert_rules())
         self._bands = ProfileBands(self._store, self._tun.profile_cache_ttl_s)
         self._pipeline = ReadingPipeline(self._store, self._validate, self._bands)
-        self._stamps = ServerStamps()
+        self._intake = Intake(self._pipeline, lambda: self._rules)
 
     async def _validate(
         self,
@@ -94,29 +94,18 @@ class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
         highs: NDArray[np.int32],
     ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """What the Validator deployment does, as a local call."""
-        rules = self._rules
-        low = np.where(lows > 0, lows, rules.normal_low_bpm)
-        high = np.where(highs > 0, highs, rules.normal_high_bpm)
-        result = validate_readings(bpm, ts_ms, now_ms, rules, low, high)
-        return result.reason, result.classification
-
-    def _stamped(self, batch: ReadingBatch, request: pb.HeartRateRequest) -> ReadingBatch:
-        unset = request.timestamp == 0 and request.timestamp_ms == 0
-        return self._stamps.fix(batch, np.array([unset]))
+        out = validate_batch(self._rules, bpm, ts_ms, now_ms, lows, highs)
+        return out.reason, out.classification
 
     async def SubmitHeartRate(
         self, request: pb.HeartRateRequest, context: grpc.aio.ServicerContext
     ) -> pb.HeartRateResponse:
         """Stores one reading."""
         try:
-            batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
-            out = await self._pipeline.submit(batch)
-            if out.store_down:
-                raise StoreUnavailable("Redis is down or unreachable: readings were not stored")
+            return await self._intake.submit_one(request)
         except Exception as error:
             await _fail(context, error)
             raise
-        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self._rules)
 
     async def StreamHeartRate(
         self,
@@ -125,19 +114,7 @@ class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
     ) -> AsyncIterator[pb.HeartRateResponse]:
         """One answer per reading, in order."""
         async for request in request_iterator:
-            yield await self._stream_one(request)
-
-    async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
-        try:
-            batch = self._stamped(convert.reading_from_request(request, _now_ms()), request)
-        except InvalidRequest as error:
-            return pb.HeartRateResponse(
-                success=False,
-                error=str(error),
-                reject_reason=RejectReason.INVALID_USER_ID,  # type: ignore[arg-type]
-            )
-        out = await self._pipeline.submit(batch)
-        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), self._rules)
+            yield await self._intake.stream_one(request)
 
     async def GetHeartRateStatus(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
@@ -183,12 +160,8 @@ class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
     ) -> pb.HeartRateBatchResponse:
         """Columnar ingest in one group-committed write."""
         try:
-            batch = convert.batch_from_request(request, _now_ms())
-            unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
-            batch = self._stamps.fix(batch, unset)
-            out = await self._pipeline.submit(batch)
-            if out.store_down:
-                raise StoreUnavailable("Redis is down or unreachable: readings were not stored")
+            batch = self._intake.batch(request)
+            out = await self._intake.submit(batch, "SubmitHeartRateBatch")
             alert = await self._alert_after(batch, out)
         except Exception as error:
             await _fail(context, error)
