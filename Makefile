@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(VENV)/bin/heartrate-serve
 
 # The whole suite (unit, compat, integration on a real Redis, e2e on a real Serve), then lint.
-test: $(STAMP) .typecheck/heartrate_serve
+test: $(STAMP)
 	$(PY) -m pytest tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -38,13 +38,7 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
-# mypy cannot follow the editable install's import hook: it checks a tree of links instead.
-.typecheck/heartrate_serve:
-	mkdir -p .typecheck/heartrate_serve
-	for d in core deployments proto loadtest; do ln -sfn ../../$$d .typecheck/heartrate_serve/$$d; done
-	ln -sfn ../../heartrate_serve/__init__.py .typecheck/heartrate_serve/__init__.py
-
-lint: $(STAMP) .typecheck/heartrate_serve
+lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

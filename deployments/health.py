@@ -9,8 +9,8 @@ from typing import Any
 
 from grpc_health.v1 import health_pb2
 
-from heartrate_serve.deployments.metrics import current
-from heartrate_serve.deployments.store import ReadingStore
+from heartrate_serve.service.metrics import current
+from heartrate_serve.store.store import ReadingStore
 
 SERVICE_NAMES = frozenset({"", "heartrate.HeartRateMonitor"})
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -18,25 +18,25 @@ from ray.serve.handle import DeploymentHandle
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import ValidationRules, canonical_user_id
-from heartrate_serve.deployments import convert
-from heartrate_serve.deployments.group_commit import GroupCommit
 from heartrate_serve.deployments.health import HealthProbe, health_status
-from heartrate_serve.deployments.ingest import (
+from heartrate_serve.deployments.validation_router import ValidationRouter
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service import convert
+from heartrate_serve.service.group_commit import GroupCommit
+from heartrate_serve.service.intake import Intake
+from heartrate_serve.service.metrics import current, observe_replica, timed_zones
+from heartrate_serve.service.ordered_window import ordered_map
+from heartrate_serve.service.pipeline import (
     BatchOutcome,
     ProfileBands,
     ReadingBatch,
     ReadingPipeline,
 )
-from heartrate_serve.deployments.intake import Intake
-from heartrate_serve.deployments.metrics import current, observe_replica, timed_zones
-from heartrate_serve.deployments.ordered_window import ordered_map
-from heartrate_serve.deployments.settings import Settings
-from heartrate_serve.deployments.status_codes import NotFound, status_for
-from heartrate_serve.deployments.store import ReadingStore
-from heartrate_serve.deployments.tunables import IngressTunables
-from heartrate_serve.deployments.validation_router import ValidationRouter
-from heartrate_serve.deployments.zone_response import zone_response
-from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service.status_codes import NotFound, status_for
+from heartrate_serve.service.tunables import IngressTunables
+from heartrate_serve.service.zone_response import zone_response
+from heartrate_serve.settings import Settings
+from heartrate_serve.store.store import ReadingStore
 
 log = logging.getLogger("heartrate_serve.ingress")
 # Readings of one stream in flight at once (validated and stored together, answered in order).

@@ -11,8 +11,8 @@ from ray import serve
 from ray.serve import Deployment
 
 from heartrate_serve.core.validation import ValidationRules, validate_readings
-from heartrate_serve.deployments.settings import Settings
-from heartrate_serve.deployments.tunables import ValidatorTunables
+from heartrate_serve.service.tunables import ValidatorTunables
+from heartrate_serve.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ray.serve import Deployment
 
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.zones import SessionAnalysis, analyse_session
-from heartrate_serve.deployments.tunables import ZoneTunables
+from heartrate_serve.service.tunables import ZoneTunables
 
 
 class ZoneCalculator:

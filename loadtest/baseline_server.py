@@ -27,23 +27,23 @@ from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import ValidationRules, canonical_user_id
 from heartrate_serve.core.zones import analyse_session
-from heartrate_serve.deployments import convert
-from heartrate_serve.deployments.ingest import (
+from heartrate_serve.deployments.validator import validate_batch
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+from heartrate_serve.runtime.ray_runtime import CONFIG_PATH, load_config
+from heartrate_serve.service import convert
+from heartrate_serve.service.intake import Intake
+from heartrate_serve.service.pipeline import (
     BatchOutcome,
     ProfileBands,
     ReadingBatch,
     ReadingPipeline,
 )
-from heartrate_serve.deployments.intake import Intake
-from heartrate_serve.deployments.ray_runtime import CONFIG_PATH, load_config
-from heartrate_serve.deployments.settings import Settings
-from heartrate_serve.deployments.status_codes import status_for
-from heartrate_serve.deployments.store import ReadingStore
-from heartrate_serve.deployments.tunables import IngressTunables, ValidatorTunables
-from heartrate_serve.deployments.validator import validate_batch
-from heartrate_serve.deployments.zone_response import zone_response
-from heartrate_serve.proto import heartrate_service_pb2 as pb
-from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+from heartrate_serve.service.status_codes import status_for
+from heartrate_serve.service.tunables import IngressTunables, ValidatorTunables
+from heartrate_serve.service.zone_response import zone_response
+from heartrate_serve.settings import Settings
+from heartrate_serve.store.store import ReadingStore
 
 READY_LINE = "baseline SERVING on"
 # grpc.aio's default receive limit is 4 MiB; zone requests of 100 k columnar readings are ~1.3 MB.

@@ -36,8 +36,6 @@ from typing import Any
 
 import psutil
 
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
-from heartrate_serve.deployments.ray_runtime import free_port
 from heartrate_serve.loadtest.baseline_server import READY_LINE as BASELINE_READY
 from heartrate_serve.loadtest.common import (
     ScenarioSpec,
@@ -48,6 +46,8 @@ from heartrate_serve.loadtest.common import (
     verdict,
 )
 from heartrate_serve.loadtest.service import ServiceProcess, TreeSample, cpu_used, sample_tree
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
+from heartrate_serve.runtime.ray_runtime import free_port
 
 FULL_SCENARIOS = (
     "unary:1,unary:16,unary:64,stream:16,stream:64,streams1hz:2000,batch:4,status:16,"

@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heartrate_serve.core.alerts import AlertRules
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
-from heartrate_serve.deployments.store import ReadingStore
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
+from heartrate_serve.store.store import ReadingStore
 
 T0_MS = 1_700_000_000_000
 RETENTION_MS = 30 * 86_400_000

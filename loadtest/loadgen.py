@@ -40,7 +40,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from heartrate_serve.deployments.workouts import workout_bpm
+from heartrate_serve.cli.workouts import workout_bpm
 from heartrate_serve.loadtest.common import ScenarioSpec, parse_scenario, summarize_latencies
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc

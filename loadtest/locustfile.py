@@ -38,7 +38,7 @@ from locust import User, between, constant_pacing, events, task
 from locust.env import Environment
 from locust.exception import LocustError
 
-from heartrate_serve.deployments.workouts import workout_bpm
+from heartrate_serve.cli.workouts import workout_bpm
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 

@@ -1,6 +1,6 @@
 """`make loadtest`: a short, bounded locust run against a service started here, as `make run` does.
 
-Starts `python -m heartrate_serve.deployments.launcher` with GRPC_PORT/METRICS_PORT on free ports
+Starts `python -m heartrate_serve.runtime.launcher` with GRPC_PORT/METRICS_PORT on free ports
 and DATA_DIR/LOG_DIR in a temp dir, waits for "SERVING on", then runs locust headless:
 
   python -m locust -f loadtest/locustfile.py --headless -u 20 -r 10 -t 20s \

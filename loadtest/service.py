@@ -14,14 +14,14 @@ from pathlib import Path
 
 import psutil
 
-from heartrate_serve.deployments.ray_runtime import free_port
+from heartrate_serve.runtime.ray_runtime import free_port
 
 SERVING_MARK = "SERVING on"
 STOP_TIMEOUT_S = 90.0
 
 
 class ServiceProcess:
-    """`python -m heartrate_serve.deployments.launcher` on free ports, data and logs in `workdir`.
+    """`python -m heartrate_serve.runtime.launcher` on free ports, data and logs in `workdir`.
 
     Its output is copied to `workdir/launcher.log` (and to stdout when echo=True)."""
 
@@ -60,7 +60,7 @@ class ServiceProcess:
             env.pop("REDIS_URL", None)
         self._started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "heartrate_serve.deployments.launcher"],
+            [sys.executable, "-m", "heartrate_serve.runtime.launcher"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -16,9 +16,9 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
-from heartrate_serve.deployments.ray_runtime import free_port
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
+from heartrate_serve.runtime.ray_runtime import free_port
 
 START_TIMEOUT_S = 180
 
@@ -68,7 +68,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     log_path = tmp / "launcher.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "heartrate_serve.deployments.launcher"],
+            [sys.executable, "-m", "heartrate_serve.runtime.launcher"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

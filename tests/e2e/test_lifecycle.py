@@ -14,10 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from heartrate_serve.deployments.process_sweep import owned_pids
-from heartrate_serve.deployments.ray_runtime import free_port
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+from heartrate_serve.runtime.process_sweep import owned_pids
+from heartrate_serve.runtime.ray_runtime import free_port
 
 pytestmark = pytest.mark.e2e
 START_TIMEOUT_S = 120
@@ -35,7 +35,7 @@ def _start(data_dir: Path, instance_dir: Path, port: int, log: Path) -> subproce
     )
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "heartrate_serve.deployments.launcher"],
+            [sys.executable, "-m", "heartrate_serve.runtime.launcher"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

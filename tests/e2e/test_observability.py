@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from heartrate_serve.deployments.ray_runtime import free_port
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+from heartrate_serve.runtime.ray_runtime import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ async def test_ops_status_shows_replicas_per_deployment(service: Any) -> None:
     assert found, service.log_tail()
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "heartrate_serve.deployments.ops_status", found.group(1)],
+        [sys.executable, "-m", "heartrate_serve.runtime.status", found.group(1)],
         capture_output=True,
         text=True,
         timeout=120,

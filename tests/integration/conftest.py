@@ -9,8 +9,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from heartrate_serve.core.alerts import AlertRules
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
-from heartrate_serve.deployments.store import ReadingStore
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
+from heartrate_serve.store.store import ReadingStore
 
 # Long enough that nothing a test writes (timestamps near NOW_MS) is trimmed by accident.
 RETENTION_MS = 30 * 86_400_000

@@ -15,12 +15,12 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2
 
 from heartrate_serve.core.errors import InvalidRequest
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
 from heartrate_serve.deployments.ingress import IngressDeployment
-from heartrate_serve.deployments.tunables import IngressTunables
 from heartrate_serve.deployments.validator import ValidatorDeployment
 from heartrate_serve.deployments.zone_calculator import ZoneCalculatorDeployment
 from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
+from heartrate_serve.service.tunables import IngressTunables
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

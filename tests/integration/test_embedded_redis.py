@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from heartrate_serve.deployments.embedded_redis import (
+from heartrate_serve.runtime.embedded_redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
     free_port,

@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis, free_port
-from heartrate_serve.deployments.settings import Settings
-from heartrate_serve.deployments.store import (
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis, free_port
+from heartrate_serve.settings import Settings
+from heartrate_serve.store.store import (
     ALERT_KEY,
     READINGS_KEY,
     ReadingStore,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from heartrate_serve.deployments import cli, cli_commands, cli_errors
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.cli import commands as cli_commands
+from heartrate_serve.cli import errors as cli_errors
+from heartrate_serve.cli import main as cli
+from heartrate_serve.settings import Settings
 
 
 def test_default_address_comes_from_settings() -> None:

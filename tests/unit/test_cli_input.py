@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from heartrate_serve.deployments import cli_input
-from heartrate_serve.deployments.cli_input import BadLine, Reading
+from heartrate_serve.cli import inputs as cli_input
+from heartrate_serve.cli.inputs import BadLine, Reading
 
 T0_S = 1_700_000_000
 T0_MS = T0_S * 1000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from heartrate_serve.deployments import cli_output
-from heartrate_serve.deployments.cli_input import Reading
-from heartrate_serve.deployments.cli_output import Tally
+from heartrate_serve.cli import output as cli_output
+from heartrate_serve.cli.inputs import Reading
+from heartrate_serve.cli.output import Tally
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 T0_S = 1_700_000_000

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from heartrate_serve.deployments import cli_parser
+from heartrate_serve.cli import parser as cli_parser
 
 
 def args(*argv: str) -> argparse.Namespace:

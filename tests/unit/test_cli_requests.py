@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from heartrate_serve.deployments import cli_parser, cli_requests
-from heartrate_serve.deployments.cli_input import Reading
+from heartrate_serve.cli import parser as cli_parser
+from heartrate_serve.cli import requests as cli_requests
+from heartrate_serve.cli.inputs import Reading
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 T0_S = 1_700_000_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from heartrate_serve.deployments import cli_simulator
-from heartrate_serve.deployments.cli_output import Tally
+from heartrate_serve.cli import simulator as cli_simulator
+from heartrate_serve.cli.output import Tally
 
 T0_S = 1_700_000_000
 T0_MS = T0_S * 1000

@@ -43,7 +43,7 @@ def test_core_module_imports_only_stdlib_and_numpy(path: Path) -> None:
     ("module", "allowed"),
     [("numpy.typing", True), ("fractions", True), ("heartrate_serve.core.zones", True),
      ("ray", False), ("grpc", False), ("redis", False), ("google.protobuf", False),
-     ("heartrate_serve.deployments.store", False), (".zones", False)],
+     ("heartrate_serve.store.store", False), (".zones", False)],
 )  # fmt: skip
 def test_the_allow_list_itself(module: str, allowed: bool) -> None:
     """The checker accepts stdlib/numpy/core and refuses service dependencies."""

@@ -14,8 +14,8 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
 from heartrate_serve.core.validation import canonical_user_id
-from heartrate_serve.deployments import convert
 from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service import convert
 
 REPO = Path(__file__).resolve().parents[2]
 GHZ_DIR = REPO / "loadtest" / "ghz"

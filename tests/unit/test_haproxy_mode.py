@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from heartrate_serve.deployments.haproxy_mode import PORT_BLOCK, WRAPPER, haproxy_env
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.runtime.haproxy_mode import PORT_BLOCK, WRAPPER, haproxy_env
+from heartrate_serve.settings import Settings
 
 
 def test_wrapper_rewrites_binds_to_loopback_in_place_and_passes_arguments(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from heartrate_serve.deployments import logging_setup as ls
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.runtime import logging_setup as ls
+from heartrate_serve.settings import Settings
 
 
 def _record(msg: str = "hello %s", *args: Any, level: int = logging.WARNING) -> logging.LogRecord:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heartrate_serve.deployments import metrics as m
-from heartrate_serve.deployments.ingest import ProfileBands, ReadingBatch, ReadingPipeline
-from heartrate_serve.deployments.redis_watch import RedisUpGauge
-from heartrate_serve.deployments.settings import Settings
-from heartrate_serve.deployments.store import StoreUnavailable, WriteResult
+from heartrate_serve.runtime.redis_watch import RedisUpGauge
+from heartrate_serve.service import metrics as m
+from heartrate_serve.service.pipeline import ProfileBands, ReadingBatch, ReadingPipeline
+from heartrate_serve.settings import Settings
+from heartrate_serve.store.store import StoreUnavailable, WriteResult
 
 
 class FakeMetric:

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from heartrate_serve.deployments import ops_status
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.runtime import status as ops_status
+from heartrate_serve.settings import Settings
 
 
 def _instance(root: Path, name: str, port: int) -> Path:

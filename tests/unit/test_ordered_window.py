@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from heartrate_serve.deployments.ordered_window import ordered_map
+from heartrate_serve.service.ordered_window import ordered_map
 
 
 async def _items(n: int) -> AsyncIterator[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heartrate_serve.deployments.workouts import (
+from heartrate_serve.cli.workouts import (
     INTERVALS_FRACTION,
     WARMUP_FRACTION,
     sample_count,

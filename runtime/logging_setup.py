@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.settings import Settings
 
 LOGGER = "heartrate_serve"
 SERVER_LOG = "server.log"

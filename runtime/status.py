@@ -4,7 +4,7 @@
 instance's Ray cluster directly (its GCS port is in INSTANCE_DIR/ray/session_latest, on loopback)
 and prints `serve.status()`.
 
-Usage: python -m heartrate_serve.deployments.ops_status [INSTANCE_DIR] [--json]
+Usage: python -m heartrate_serve.runtime.status [INSTANCE_DIR] [--json]
 INSTANCE_DIR is the folder the launcher prints when SERVING (default: the INSTANCE_DIR setting,
 else the newest /tmp/hrs-* whose Ray is up). Exit code 0 when every application is RUNNING and
 every deployment HEALTHY, 1 otherwise, 2 when no running instance was found.
@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.settings import Settings
 
 
 def gcs_address(instance_dir: Path) -> str:

@@ -14,10 +14,10 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from heartrate_serve.deployments.cli_errors import EXIT_OK
-from heartrate_serve.deployments.cli_input import now_ms
-from heartrate_serve.deployments.cli_output import Json, Tally, emit
-from heartrate_serve.deployments.workouts import workout_bpm
+from heartrate_serve.cli.errors import EXIT_OK
+from heartrate_serve.cli.inputs import now_ms
+from heartrate_serve.cli.output import Json, Tally, emit
+from heartrate_serve.cli.workouts import workout_bpm
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 

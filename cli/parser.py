@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from heartrate_serve.deployments.cli_commands import (
+from heartrate_serve.cli.commands import (
     cmd_batch,
     cmd_profile_get,
     cmd_profile_set,
@@ -16,9 +16,9 @@ from heartrate_serve.deployments.cli_commands import (
     cmd_submit,
     cmd_zones,
 )
-from heartrate_serve.deployments.cli_input import parse_bpm, parse_time_ms
-from heartrate_serve.deployments.cli_requests import FORMULAS, SEXES, ZONE_MODELS
-from heartrate_serve.deployments.cli_simulator import run_simulate
+from heartrate_serve.cli.inputs import parse_bpm, parse_time_ms
+from heartrate_serve.cli.requests import FORMULAS, SEXES, ZONE_MODELS
+from heartrate_serve.cli.simulator import run_simulate
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:

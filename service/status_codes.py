@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from heartrate_serve.core.errors import InvalidRequest
-from heartrate_serve.deployments.store import StoreUnavailable
+from heartrate_serve.store.store import StoreUnavailable
 
 
 class NotFound(LookupError):

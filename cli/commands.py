@@ -10,16 +10,16 @@ from typing import Any
 
 import grpc
 
-from heartrate_serve.deployments.cli_errors import EXIT_OK, InputError, describe_rpc_error
-from heartrate_serve.deployments.cli_input import (
+from heartrate_serve.cli.errors import EXIT_OK, InputError, describe_rpc_error
+from heartrate_serve.cli.inputs import (
     BadLine,
     Reading,
     now_ms,
     open_input,
     parse_lines,
 )
-from heartrate_serve.deployments.cli_output import Tally, emit, response_dict, response_text, warn
-from heartrate_serve.deployments.cli_reports import (
+from heartrate_serve.cli.output import Tally, emit, response_dict, response_text, warn
+from heartrate_serve.cli.reports import (
     batch_dict,
     batch_lines,
     profile_dict,
@@ -29,7 +29,7 @@ from heartrate_serve.deployments.cli_reports import (
     zones_dict,
     zones_lines,
 )
-from heartrate_serve.deployments.cli_requests import (
+from heartrate_serve.cli.requests import (
     batch_request,
     profile_from_args,
     reading_request,
@@ -37,8 +37,8 @@ from heartrate_serve.deployments.cli_requests import (
     submit_request,
     zone_request,
 )
-from heartrate_serve.deployments.settings import Settings
 from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.settings import Settings
 
 
 def default_address(settings: Settings | None = None) -> str:

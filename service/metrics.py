@@ -26,8 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heartrate_serve.core.constants import Classification, RejectReason
-from heartrate_serve.deployments.logging_setup import configure_replica_logging
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.runtime.logging_setup import configure_replica_logging
+from heartrate_serve.settings import Settings
 
 # Milliseconds, sub-millisecond to 10 s: Redis calls take ~0.1-5 ms, zone analyses up to seconds.
 LATENCY_MS_BUCKETS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]

@@ -20,8 +20,8 @@ from heartrate_serve.core.validation import (
     reject_message,
     resolve_timestamps_ms,
 )
-from heartrate_serve.deployments.ingest import BatchOutcome, ReadingBatch
 from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service.pipeline import BatchOutcome, ReadingBatch
 
 STATUS_DEFAULT_RECENT = 10
 STATUS_MAX_RECENT = 1000

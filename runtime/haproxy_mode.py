@@ -11,7 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.settings import Settings
 
 # Ports HAProxy mode needs besides GRPC_PORT: stats, metrics, fallback proxy HTTP/gRPC, plus a
 # block for the direct-ingress replicas (HTTP then gRPC). A local Ray takes its worker ports from

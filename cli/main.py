@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import grpc
 
-from heartrate_serve.deployments.cli_commands import default_address
-from heartrate_serve.deployments.cli_errors import (
+from heartrate_serve.cli.commands import default_address
+from heartrate_serve.cli.errors import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -29,10 +29,10 @@ from heartrate_serve.deployments.cli_errors import (
     describe_rpc_error,
     rpc_error_report,
 )
-from heartrate_serve.deployments.cli_output import warn
-from heartrate_serve.deployments.cli_parser import parse_args
-from heartrate_serve.deployments.settings import SettingsError
+from heartrate_serve.cli.output import warn
+from heartrate_serve.cli.parser import parse_args
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
+from heartrate_serve.settings import SettingsError
 
 
 def run(args: argparse.Namespace) -> int:

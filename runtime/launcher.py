@@ -22,11 +22,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from heartrate_serve.deployments.embedded_redis import EmbeddedRedis
-from heartrate_serve.deployments.logging_setup import ServerLogRotator, configure_process_logging
-from heartrate_serve.deployments.process_sweep import sweep
-from heartrate_serve.deployments.serve_driver import READY_LINE
-from heartrate_serve.deployments.settings import Settings, SettingsError
+from heartrate_serve.runtime.driver import READY_LINE
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
+from heartrate_serve.runtime.logging_setup import ServerLogRotator, configure_process_logging
+from heartrate_serve.runtime.process_sweep import sweep
+from heartrate_serve.settings import Settings, SettingsError
 
 log = logging.getLogger("heartrate_serve.launcher")
 DRIVER_STOP_TIMEOUT_S = 60.0
@@ -69,7 +69,7 @@ class Driver:
         self.instance_dir = settings.instance_dir or Path(tempfile.mkdtemp(prefix="hrs-"))
         env = {**os.environ, **settings.as_env(), "INSTANCE_DIR": str(self.instance_dir)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "heartrate_serve.deployments.serve_driver"],
+            [sys.executable, "-m", "heartrate_serve.runtime.driver"],
             env=env,
             stdout=subprocess.PIPE,
             text=True,

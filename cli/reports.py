@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from heartrate_serve.deployments.cli_input import Reading
-from heartrate_serve.deployments.cli_output import (
+from heartrate_serve.cli.inputs import Reading
+from heartrate_serve.cli.output import (
     Json,
     alert_name,
     format_duration,
     format_ts_ms,
     reject_name,
 )
-from heartrate_serve.deployments.cli_requests import FORMULAS, SEXES, ZONE_MODELS
+from heartrate_serve.cli.requests import FORMULAS, SEXES, ZONE_MODELS
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 

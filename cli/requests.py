@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from heartrate_serve.deployments.cli_input import Reading, fill_timestamps
+from heartrate_serve.cli.inputs import Reading, fill_timestamps
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 ZONE_MODELS = {

@@ -14,15 +14,15 @@ import numpy as np
 from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.validation import ValidationRules
-from heartrate_serve.deployments import convert
-from heartrate_serve.deployments.ingest import (
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service import convert
+from heartrate_serve.service.pipeline import (
     BatchOutcome,
     ReadingBatch,
     ReadingPipeline,
     ServerStamps,
 )
-from heartrate_serve.deployments.store import StoreUnavailable
-from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.store.store import StoreUnavailable
 
 STORE_DOWN = "Redis is down or unreachable: readings were not stored; retry later"
 

@@ -11,10 +11,10 @@ import sys
 import threading
 from typing import Any
 
-from heartrate_serve.deployments.logging_setup import configure_process_logging
-from heartrate_serve.deployments.ray_runtime import CONFIG_PATH, RayRuntime, deploy_config
-from heartrate_serve.deployments.redis_watch import RedisUpGauge
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.runtime.logging_setup import configure_process_logging
+from heartrate_serve.runtime.ray_runtime import CONFIG_PATH, RayRuntime, deploy_config
+from heartrate_serve.runtime.redis_watch import RedisUpGauge
+from heartrate_serve.settings import Settings
 
 READY_TIMEOUT_S = 120.0
 READY_LINE = "heartrate-serve driver: SERVING"

@@ -28,8 +28,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
-from heartrate_serve.deployments.metrics import redis_timed
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.service.metrics import redis_timed
+from heartrate_serve.settings import Settings
 
 # Sorted set of a user's readings: score ts_ms, member READING_MEMBER (ts_ms, bpm, class).
 READINGS_KEY = "hr:{{{user}}}:readings"
@@ -41,7 +41,7 @@ PROFILE_KEY = "hr:{{{user}}}:profile"
 READING_MEMBER = "{:013d}:{}:{}"
 MAX_TS_MS = 10**13 - 1
 # The batch-write script, shipped as package data next to this module.
-SCRIPT_FILE = resources.files("heartrate_serve.deployments") / "store.lua"
+SCRIPT_FILE = resources.files("heartrate_serve.store") / "store.lua"
 # Readings per EVALSHA: keeps Lua's argument tables and one script's run time small.
 CHUNK_READINGS = 5_000
 HEALTH_CHECK_INTERVAL_S = 30  # idle seconds after which a pooled connection is PINGed on use

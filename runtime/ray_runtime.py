@@ -17,8 +17,8 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from heartrate_serve.deployments.haproxy_mode import haproxy_env, kill_orphan_haproxy
-from heartrate_serve.deployments.settings import Settings
+from heartrate_serve.runtime.haproxy_mode import haproxy_env, kill_orphan_haproxy
+from heartrate_serve.settings import Settings
 
 log = logging.getLogger("heartrate_serve.ray_runtime")
 APP_NAME = "heartrate"
@@ -78,7 +78,7 @@ class RayRuntime:
                     "prestart_worker_first_driver": False,
                 },
                 runtime_env={
-                    "worker_process_setup_hook": "heartrate_serve.deployments.worker_setup.setup"
+                    "worker_process_setup_hook": "heartrate_serve.runtime.worker_setup.setup"
                 },
             )
         self._started = True

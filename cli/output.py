@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from heartrate_serve.deployments.cli_input import Reading
+from heartrate_serve.cli.inputs import Reading
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 ALERT_NAMES = {pb.LOW_HEART_RATE: "LOW", pb.HIGH_HEART_RATE: "HIGH"}

@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heartrate_serve.core.constants import RejectReason
-from heartrate_serve.deployments.group_commit import GroupCommit
-from heartrate_serve.deployments.metrics import current
-from heartrate_serve.deployments.store import ReadingStore, StoreUnavailable
+from heartrate_serve.service.group_commit import GroupCommit
+from heartrate_serve.service.metrics import current
+from heartrate_serve.store.store import ReadingStore, StoreUnavailable
 
 # (bpm, ts_ms, now_ms, normal_low, normal_high) -> (reason, classification); 0 in the band arrays
 # means "the validator's default band".
