@@ -94,6 +94,7 @@ class RejectReason(IntEnum):
     TIMESTAMP_IN_FUTURE = 3
     INVALID_USER_ID = 4
     STORE_UNAVAILABLE = 5
+    SERVICE_UNAVAILABLE = 6
 
 
 # user_id: empty means this default user (old clients send none). "" and "default" are one user.

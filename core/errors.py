@@ -1,4 +1,5 @@
-"""Domain errors of the pure core; the service maps them to gRPC status codes."""
+"""Every error the service answers with a status: one module, mapped to gRPC codes in one table
+(service/status_codes.py). Anything else raised is a bug."""
 
 from __future__ import annotations
 
@@ -23,3 +24,22 @@ class InvalidRequest(ValueError):
     def __reduce__(self) -> tuple[type[InvalidRequest], tuple[str, str]]:
         """Pickles with (field, message) so the error survives Ray's process boundaries."""
         return (type(self), (self.field, self.message))
+
+
+class NotFound(LookupError):
+    """A requested entity (e.g. a user's profile) does not exist (gRPC NOT_FOUND)."""
+
+
+class StoreUnavailable(Exception):
+    """Redis is down or unreachable; the operation did not happen or its outcome is unknown
+    (gRPC UNAVAILABLE)."""
+
+
+class DependencyUnavailable(Exception):
+    """Another part of the service (a Validator or ZoneCalculator replica) failed or could not be
+    reached for this part of the work; retrying later can succeed (gRPC UNAVAILABLE)."""
+
+
+class Overloaded(Exception):
+    """The service is beyond capacity and sheds this work instead of queueing it
+    (gRPC RESOURCE_EXHAUSTED)."""

@@ -1,52 +1,48 @@
-"""The zone-calculator deployment: numpy-vectorised time in zones and TRIMP."""
+"""The ZoneCalculator deployment: numpy-vectorised time in zones and TRIMP for groups of zone
+requests (core.batches.analyse_jobs). It reports readings analysed per second for autoscaling."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
 from ray import serve
 from ray.serve import Deployment
 
+from heartrate_serve.core.batches import ZoneJob, analyse_jobs
 from heartrate_serve.core.errors import InvalidRequest
-from heartrate_serve.core.zones import SessionAnalysis, analyse_session
+from heartrate_serve.core.zones import SessionAnalysis
+from heartrate_serve.deployments.autoscaling import WorkMeter
+from heartrate_serve.deployments.observability import observe_replica
 from heartrate_serve.service.tunables import ZoneTunables
+from heartrate_serve.settings import Settings
 
 
 class ZoneCalculator:
-    """Runs core.zones.analyse_session on whole readings arrays."""
+    """Analyses a part of a round of zone requests per call."""
 
     def __init__(self) -> None:
+        observe_replica(Settings.from_env())
         self._tun = ZoneTunables()
+        self._meter = WorkMeter()
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Applies user_config."""
+        """Applies user_config (no keys yet: any key is refused)."""
         self._tun = ZoneTunables.from_config(config)
 
-    def analyse(
-        self, ts_ms: NDArray[np.int64], bpm: NDArray[np.int32], params: dict[str, Any]
-    ) -> SessionAnalysis:
-        """Zones, legacy zones, TRIMPs and averages of one session."""
-        return analyse_session(ts_ms, bpm, **params)
-
-    def analyse_many(
-        self, requests: Sequence[tuple[NDArray[np.int64], NDArray[np.int32], dict[str, Any]]]
-    ) -> list[SessionAnalysis | InvalidRequest]:
-        """analyse() over a group-committed list of requests; a bad request's error is returned in
-        its place, so one bad request does not fail the others."""
-        out: list[SessionAnalysis | InvalidRequest] = []
-        for ts_ms, bpm, params in requests:
-            try:
-                out.append(analyse_session(ts_ms, bpm, **params))
-            except InvalidRequest as error:
-                out.append(error)
+    def analyse(self, jobs: Sequence[ZoneJob]) -> list[SessionAnalysis | InvalidRequest]:
+        """One analysis per job; a bad job's InvalidRequest in its place."""
+        out = analyse_jobs(jobs)
+        self._meter.add(sum(job.readings for job in jobs))
         return out
 
     def ping(self) -> bool:
         """Liveness for the health check."""
         return True
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Readings analysed per second (Serve's custom autoscaling metric)."""
+        return self._meter.stats()
 
 
 ZoneCalculatorDeployment: Deployment = serve.deployment(name="ZoneCalculator")(ZoneCalculator)

@@ -15,6 +15,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_TIMESTAMP_IN_FUTURE: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_USER_ID: _ClassVar[RejectReason]
     REJECT_REASON_STORE_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_SERVICE_UNAVAILABLE: _ClassVar[RejectReason]
 
 class AlertType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +49,7 @@ REJECT_REASON_TIMESTAMP_TOO_OLD: RejectReason
 REJECT_REASON_TIMESTAMP_IN_FUTURE: RejectReason
 REJECT_REASON_INVALID_USER_ID: RejectReason
 REJECT_REASON_STORE_UNAVAILABLE: RejectReason
+REJECT_REASON_SERVICE_UNAVAILABLE: RejectReason
 NONE: AlertType
 LOW_HEART_RATE: AlertType
 HIGH_HEART_RATE: AlertType

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from heartrate_serve.runtime.logging_setup import configure_process_logging
-from heartrate_serve.runtime.ray_runtime import CONFIG_PATH, RayRuntime, deploy_config
+from heartrate_serve.runtime.ray_runtime import RayRuntime, deploy_config
 from heartrate_serve.runtime.redis_watch import RedisUpGauge
 from heartrate_serve.settings import Settings
 
@@ -41,7 +41,7 @@ def main() -> None:
         runtime.start()
         RedisUpGauge(settings.redis_url).start()  # heartrate_redis_up at METRICS_PORT
         stop = _stop_on_signals()
-        deploy_config(CONFIG_PATH, settings)
+        deploy_config(settings.serve_config, settings)
         runtime.wait_until_serving(READY_TIMEOUT_S)
         print(READY_LINE, flush=True)
         while not stop.wait(0.5):

@@ -1,61 +1,66 @@
-"""Finding and stopping every process that belongs to one service instance.
+"""Finding and stopping every process that belongs to one service instance (psutil).
 
 Ray's agents and Serve's haproxy can outlive a driver that died abruptly; each instance keeps its
-Ray session and HAProxy state under its own folders, so a process is ours when its command line or
-an open file points under one of them.
+Ray session and HAProxy state under its own folders, so a process is ours when its command line,
+its working directory or an open file points under one of them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psutil
 
-def _points_under(pid: str, roots: tuple[str, ...]) -> bool:
-    proc = Path("/proc") / pid
-    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    if any(root in cmd for root in roots):
+
+def _points_under(proc: psutil.Process, prefixes: tuple[str, ...]) -> bool:
+    cmd = " ".join(proc.cmdline())
+    if any(prefix in cmd for prefix in prefixes):
         return True
-    for fd in (proc / "fd").iterdir():
-        try:
-            if os.readlink(fd).startswith(roots):
-                return True
-        except OSError:
-            continue
-    return False
+    paths = [f.path for f in proc.open_files()] + [proc.cwd() + "/"]
+    return any(path.startswith(prefixes) for path in paths)
 
 
-def owned_pids(roots: Sequence[str | Path]) -> list[int]:
-    """Pids (not ours) whose command line or open files are under any of roots."""
+def owned_processes(roots: Sequence[str | Path]) -> list[psutil.Process]:
+    """Processes (not this one) whose command line or open files are under any of roots."""
     prefixes = tuple(str(Path(r)).rstrip("/") + "/" for r in roots)
-    me = os.getpid()
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
             continue
         try:
-            if _points_under(entry, prefixes):
-                found.append(int(entry))
-        except OSError:  # gone meanwhile, or not ours to read
+            if _points_under(proc, prefixes):
+                found.append(proc)
+        except (psutil.Error, OSError):  # gone meanwhile, or not ours to read
             continue
     return found
 
 
+def owned_pids(roots: Sequence[str | Path]) -> list[int]:
+    """Pids of owned_processes(roots)."""
+    return [p.pid for p in owned_processes(roots)]
+
+
 def sweep(roots: Sequence[str | Path], grace_s: float = 5.0) -> list[int]:
-    """SIGTERM, then after grace_s SIGKILL, every process owned by roots; returns those found."""
-    first = owned_pids(roots)
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
-        pids = owned_pids(roots)
-        if not pids:
+    """SIGTERM, then after grace_s SIGKILL, every process owned by roots (twice over, for
+    processes started meanwhile); returns the pids found."""
+    found: list[int] = []
+    for _ in range(2):
+        procs = owned_processes(roots)
+        if not procs:
             break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and owned_pids(roots):
-            time.sleep(0.2)
-    return first
+        found += [p.pid for p in procs]
+        _signal(procs, psutil.Process.terminate)
+        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        _signal(alive, psutil.Process.kill)
+        psutil.wait_procs(alive, timeout=2.0)
+    return found
+
+
+def _signal(procs: Sequence[psutil.Process], send: Callable[[psutil.Process], None]) -> None:
+    for proc in procs:
+        try:
+            send(proc)
+        except psutil.NoSuchProcess:
+            continue

@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heartrate_serve.runtime.haproxy_mode import haproxy_env, kill_orphan_haproxy
+from heartrate_serve.runtime.serve_config import load_config, servicer_functions
 from heartrate_serve.settings import Settings
 
 log = logging.getLogger("heartrate_serve.ray_runtime")
 APP_NAME = "heartrate"
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "serve_config.yaml"
 
 
 def free_port() -> int:
@@ -86,7 +85,7 @@ class RayRuntime:
             http_options={"host": "127.0.0.1", "port": free_port()},
             grpc_options={
                 "port": s.grpc_port,
-                "grpc_servicer_functions": servicer_functions(),
+                "grpc_servicer_functions": servicer_functions(s.serve_config),
                 "enable_reflection": True,
             },
         )
@@ -140,19 +139,6 @@ def _single_node_processes() -> Iterator[None]:
         yield
     finally:
         parameter.RayParams.__init__ = original  # type: ignore[method-assign]
-
-
-def servicer_functions() -> list[str]:
-    """The servicer functions Serve registers on its gRPC port (from serve_config.yaml)."""
-    config = load_config(CONFIG_PATH)
-    return list(config["grpc_options"]["grpc_servicer_functions"])
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """Reads a Serve config file."""
-    with open(path) as f:
-        config: dict[str, Any] = yaml.safe_load(f)
-    return config
 
 
 def deploy_config(path: Path, settings: Settings) -> None:

@@ -1,31 +1,33 @@
-"""The ingress's reading pipeline: group-committed validation and storage of readings.
+"""The reading pipeline: group-committed, pipelined validation and storage of readings.
 
 Readings from every concurrent unary call, stream and batch join one GroupCommit queue. Each round
-sends all waiting readings to the validator in one call and to Redis in one script call, then
-splits the answers back per caller.
+is validated by the validator port (one call per part of at most `max_readings_per_call`
+readings, parts split by caller and sent at once), then written to Redis in one script call while
+the next round is being validated; the answers are split back per caller. A part whose validation
+failed answers its own callers with that error; the rest of the round is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from heartrate_serve.core.batches import ValidationOutput
 from heartrate_serve.core.constants import RejectReason
+from heartrate_serve.core.errors import StoreUnavailable
+from heartrate_serve.core.validation import ValidationRules
+from heartrate_serve.service.bands import ProfileBands
 from heartrate_serve.service.group_commit import GroupCommit
 from heartrate_serve.service.metrics import current
-from heartrate_serve.store.store import ReadingStore, StoreUnavailable
+from heartrate_serve.service.ports import StorePort, ValidatorPort
 
-# (bpm, ts_ms, now_ms, normal_low, normal_high) -> (reason, classification); 0 in the band arrays
-# means "the validator's default band".
-ValidateFn = Callable[
-    [NDArray[np.int32], NDArray[np.int64], int, NDArray[np.int32], NDArray[np.int32]],
-    Awaitable[tuple[NDArray[np.uint8], NDArray[np.uint8]]],
-]
+# Readings per round: bounds one round's memory and the Redis script calls it turns into.
+ROUND_MAX_READINGS = 200_000
 
 
 @dataclass(frozen=True)
@@ -47,138 +49,174 @@ class BatchOutcome:
     # The user's (alert type, since_ms) after the batch; None when nothing reached the store.
     alert: tuple[int, int] | None
     store_down: bool
+    # The rules the readings were validated under (for reject messages).
+    rules: ValidationRules
 
 
-class ProfileBands:
-    """Per-user normal bands from profiles, cached for ttl_s (a profile change on another
-    replica takes effect within ttl_s)."""
-
-    def __init__(self, store: ReadingStore, ttl_s: float) -> None:
-        self._store = store
-        self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, int, int]] = {}
-
-    def forget(self, user_id: str) -> None:
-        """Drops a cached band (after this replica changed the user's profile)."""
-        self._cache.pop(user_id, None)
-
-    async def bands(self, user_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """(normal_low, normal_high) per user, 0 = server default."""
-        now = time.monotonic()
-        missing = [u for u in set(user_ids) if self._cache.get(u, (0.0,))[0] <= now]
-        if missing:
-            profiles = await self._store.get_profiles(missing)
-            for user in missing:
-                p: dict[str, Any] = profiles.get(user) or {}
-                low, high = int(p.get("normal_low_bpm", 0)), int(p.get("normal_high_bpm", 0))
-                self._cache[user] = (now + self.ttl_s, low, high)
-            if len(self._cache) > 100_000:  # bound memory: expired entries go first
-                self._cache = {u: v for u, v in self._cache.items() if v[0] > now}
-        return {u: self._cache[u][1:] for u in user_ids}
+# One round after validation: the clock it was validated at and, per caller, its validation or
+# the error of the part it was in.
+Validated = tuple[int, list[ValidationOutput | BaseException]]
 
 
 class ReadingPipeline:
-    """Validates and stores readings in group-committed batches."""
+    """Validates (validator port) and stores (store port) readings in pipelined rounds."""
 
     def __init__(
         self,
-        store: ReadingStore,
-        validate: ValidateFn,
+        store: StorePort,
+        validator: ValidatorPort,
         bands: ProfileBands,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-        on_batch: Callable[[int], None] | None = None,
+        max_round_readings: int = ROUND_MAX_READINGS,
     ) -> None:
         self._store = store
-        self._validate = validate
+        self._validator = validator
         self._bands = bands
         self._clock_ms = clock_ms
-        self._commit: GroupCommit[ReadingBatch, BatchOutcome] = GroupCommit(
-            self._process, on_batch=on_batch
+        self.commit: GroupCommit[ReadingBatch, Validated, BatchOutcome] = GroupCommit(
+            self._validate,
+            self._write,
+            weight=lambda batch: len(batch.bpm),
+            max_weight=max_round_readings,
+            on_round=lambda callers, readings: current().batch(callers, readings),
         )
 
     async def submit(self, batch: ReadingBatch, rpc: str = "other") -> BatchOutcome:
-        """Validates and stores one caller's readings together with everyone else's."""
-        out = await self._commit.submit(batch)
+        """Validates and stores one caller's readings together with everyone else's; raises
+        DependencyUnavailable when its part of the round could not be validated."""
+        out = await self.commit.submit(batch)
         current().outcome(rpc, out.reason, out.duplicate)  # counted per RPC
         return out
 
-    async def _process(self, items: Sequence[ReadingBatch]) -> list[BatchOutcome]:
-        sizes = np.fromiter((len(it.bpm) for it in items), dtype=np.int64, count=len(items))
-        owner = np.repeat(np.arange(len(items)), sizes)
-        bpm = np.concatenate([it.bpm for it in items]).astype(np.int32, copy=False)
-        ts_ms = np.concatenate([it.ts_ms for it in items]).astype(np.int64, copy=False)
+    async def _validate(self, items: Sequence[ReadingBatch]) -> Validated:
+        """Stage 1: the round's parts validated at once (one validator call per part)."""
         now_ms = self._clock_ms()
         try:
             bands = await self._bands.bands([it.user_id for it in items])
+        except StoreUnavailable as error:
+            return now_ms, [error] * len(items)
+        parts = split_by_weight(
+            [len(it.bpm) for it in items], self._validator.max_readings_per_call
+        )
+        calls = [self._validate_part([items[i] for i in part], bands, now_ms) for part in parts]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        per_item: list[ValidationOutput | BaseException] = [ValueError("unset")] * len(items)
+        for part, answer in zip(parts, answers, strict=True):
+            for k, i in enumerate(part):
+                per_item[i] = answer if isinstance(answer, BaseException) else answer[k]
+        return now_ms, per_item
+
+    async def _validate_part(
+        self, items: Sequence[ReadingBatch], bands: dict[str, tuple[int, int]], now_ms: int
+    ) -> list[ValidationOutput]:
+        """One validator call for consecutive callers; their outputs, split back per caller."""
+        sizes = [len(it.bpm) for it in items]
+        lows = np.repeat(np.array([bands[it.user_id][0] for it in items], np.int32), sizes)
+        highs = np.repeat(np.array([bands[it.user_id][1] for it in items], np.int32), sizes)
+        out = await self._validator.validate(
+            np.concatenate([it.bpm for it in items]).astype(np.int32, copy=False),
+            np.concatenate([it.ts_ms for it in items]).astype(np.int64, copy=False),
+            now_ms,
+            lows,
+            highs,
+        )
+        bounds = np.cumsum([0, *sizes]).tolist()
+        return [
+            ValidationOutput(out.reason[lo:hi], out.classification[lo:hi], out.rules)
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+
+    async def _write(
+        self, items: Sequence[ReadingBatch], validated: Validated
+    ) -> list[BatchOutcome | BaseException]:
+        """Stage 2: the validated readings of the round in one store write, split per caller."""
+        now_ms, per_item = validated
+        ok = [i for i, v in enumerate(per_item) if isinstance(v, ValidationOutput)]
+        outs = {i: per_item[i] for i in ok}
+        users: list[str] = []
+        ts_parts, bpm_parts, cls_parts = [], [], []
+        for i in ok:
+            v = outs[i]
+            assert isinstance(v, ValidationOutput)
+            mask = v.reason == 0
+            users += [items[i].user_id] * int(mask.sum())
+            ts_parts.append(items[i].ts_ms[mask])
+            bpm_parts.append(items[i].bpm[mask])
+            cls_parts.append(v.classification[mask])
+        written = await self._store_round(users, ts_parts, bpm_parts, cls_parts, now_ms)
+        results: list[BatchOutcome | BaseException] = []
+        cursor = 0
+        for i, item in enumerate(items):
+            v = per_item[i]
+            if not isinstance(v, ValidationOutput):
+                results.append(v)
+                continue
+            n_valid = int((v.reason == 0).sum())
+            results.append(_outcome(item, v, written, cursor, n_valid))
+            cursor += n_valid
+        return results
+
+    async def _store_round(
+        self,
+        users: list[str],
+        ts_parts: list[NDArray[np.int64]],
+        bpm_parts: list[NDArray[np.int32]],
+        cls_parts: list[NDArray[np.uint8]],
+        now_ms: int,
+    ) -> _Written:
+        """One store write of the round's valid readings; what it answered."""
+        if not users:
+            return _Written(np.zeros(0, np.bool_), {}, False)
+        try:
+            result = await self._store.write_batch(
+                users,
+                np.concatenate(ts_parts),
+                np.concatenate(bpm_parts),
+                np.concatenate(cls_parts),
+                now_ms,
+            )
         except StoreUnavailable:
-            return [_unavailable(len(it.bpm)) for it in items]
-        lows = np.array([bands[it.user_id][0] for it in items], dtype=np.int32)[owner]
-        highs = np.array([bands[it.user_id][1] for it in items], dtype=np.int32)[owner]
-        current().batch(len(items), len(bpm))
-        reason, cls = await self._validate(bpm, ts_ms, now_ms, lows, highs)
-        reason = reason.copy()
-        valid = reason == 0
-        duplicate = np.zeros(len(bpm), dtype=np.bool_)
-        alerts: dict[str, tuple[int, int]] = {}
-        store_down = False
-        if valid.any():
-            users = [items[i].user_id for i in owner[valid]]
-            try:
-                result = await self._store.write_batch(
-                    users, ts_ms[valid], bpm[valid], cls[valid], now_ms
-                )
-                duplicate[valid] = result.duplicate
-                alerts = result.alerts
-                current().alerts(result.events, result.alerts)
-            except StoreUnavailable:
-                reason[valid] = RejectReason.STORE_UNAVAILABLE
-                store_down = True
-        return _split(items, sizes, reason, cls, duplicate, alerts, store_down)
+            return _Written(np.zeros(len(users), np.bool_), {}, True)
+        current().alerts(result.events, result.alerts)
+        return _Written(result.duplicate, result.alerts, False)
 
 
-def _split(
-    items: Sequence[ReadingBatch],
-    sizes: NDArray[np.int64],
-    reason: NDArray[np.uint8],
-    cls: NDArray[np.uint8],
-    duplicate: NDArray[np.bool_],
-    alerts: dict[str, tuple[int, int]],
-    store_down: bool,
-) -> list[BatchOutcome]:
-    """Cuts the batch-wide arrays back into one outcome per caller."""
-    bounds = np.concatenate(([0], np.cumsum(sizes)))
-    out = []
-    for i, item in enumerate(items):
-        lo, hi = int(bounds[i]), int(bounds[i + 1])
-        alert = alerts.get(item.user_id)
-        out.append(BatchOutcome(reason[lo:hi], cls[lo:hi], duplicate[lo:hi], alert, store_down))
-    return out
+@dataclass(frozen=True)
+class _Written:
+    """A round's store write: duplicates among the valid readings, alerts, Redis down or not."""
+
+    duplicate: NDArray[np.bool_]
+    alerts: dict[str, tuple[int, int]]
+    store_down: bool
 
 
-def _unavailable(n: int) -> BatchOutcome:
-    """An outcome for readings that could not be stored because Redis is down."""
-    reason = np.full(n, RejectReason.STORE_UNAVAILABLE, dtype=np.uint8)
-    zeros = np.zeros(n, dtype=np.uint8)
-    return BatchOutcome(reason, zeros, np.zeros(n, dtype=np.bool_), None, True)
+def _outcome(
+    item: ReadingBatch, v: ValidationOutput, written: _Written, start: int, n_valid: int
+) -> BatchOutcome:
+    """One caller's outcome: its validation, and its valid readings' part of the write."""
+    valid = v.reason == 0
+    reason = v.reason.copy()
+    duplicate = np.zeros(len(reason), dtype=np.bool_)
+    if written.store_down:
+        reason[valid] = RejectReason.STORE_UNAVAILABLE
+    else:
+        duplicate[valid] = written.duplicate[start : start + n_valid]
+    alert = None if written.store_down else written.alerts.get(item.user_id)
+    return BatchOutcome(
+        reason, v.classification, duplicate, alert, written.store_down and n_valid > 0, v.rules
+    )
 
 
-class ServerStamps:
-    """Server-assigned timestamps (readings sent with timestamp 0) kept strictly increasing per
-    user, so two such readings in the same millisecond are not mistaken for a resubmission."""
-
-    def __init__(self, max_users: int = 100_000) -> None:
-        self._last: dict[str, int] = {}
-        self._max_users = max_users
-
-    def fix(self, batch: ReadingBatch, stamped: NDArray[np.bool_]) -> ReadingBatch:
-        """Returns batch with its server-stamped readings made unique and increasing."""
-        n = int(stamped.sum())
-        if n == 0:
-            return batch
-        start = max(int(batch.ts_ms[stamped].min()), self._last.get(batch.user_id, 0) + 1)
-        ts = batch.ts_ms.copy()
-        ts[stamped] = start + np.arange(n, dtype=np.int64)
-        if len(self._last) >= self._max_users:
-            self._last.clear()  # only collisions within one millisecond depend on this memory
-        self._last[batch.user_id] = start + n - 1
-        return ReadingBatch(batch.user_id, batch.bpm, ts)
+def split_by_weight(weights: Sequence[int], limit: int) -> list[list[int]]:
+    """Indices of consecutive items grouped so each group's weight is at most `limit` (an item
+    heavier than `limit` forms a group of its own)."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, w in enumerate(weights):
+        if groups and total + w <= limit:
+            groups[-1].append(i)
+            total += w
+        else:
+            groups.append([i])
+            total = w
+    return groups

@@ -1,4 +1,4 @@
-"""Runtime-tunable values of each deployment: parsed from serve_config.yaml's user_config.
+"""Runtime-tunable values of each deployment: serve_config.yaml's user_config, as pydantic models.
 
 Defaults come from core/constants.py; an unknown key or a bad value fails the (re)configure with
 a message naming it, so a typo in serve_config.yaml is not silently ignored.
@@ -7,8 +7,9 @@ a message naming it, so a typo in serve_config.yaml is not silently ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heartrate_serve.core.alerts import AlertRules
 from heartrate_serve.core.constants import (
@@ -24,65 +25,49 @@ from heartrate_serve.core.constants import (
 from heartrate_serve.core.validation import ValidationRules
 
 
-def _checked(cls: type, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Config values cast to the dataclass's field types; unknown keys raise ValueError."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(config) - set(known))
-    if unknown:
-        raise ValueError(f"unknown user_config key(s) for {cls.__name__}: {', '.join(unknown)}")
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        cast = float if known[key].type in ("float", float) else int
-        try:
-            out[key] = cast(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"user_config {key} must be a number, got {value!r}") from None
-    return out
+class _Tunables(BaseModel):
+    """Frozen, unknown keys refused; `from_config` turns pydantic's errors into one ValueError."""
 
-
-@dataclass(frozen=True)
-class IngressTunables:
-    """The ingress's user_config."""
-
-    alert_sustain_s: int = ALERT_SUSTAIN_S
-    alert_clear_readings: int = ALERT_CLEAR_READINGS
-    # How long a replica trusts a cached profile band; another replica's change shows after this.
-    profile_cache_ttl_s: float = 5.0
-    max_gap_s: int = DEFAULT_MAX_GAP_S
-    # Batches of at least this many readings are validated on the Validator deployment; smaller
-    # ones in the ingress (see validation_router.py for the measurement behind it).
-    validator_offload_min_readings: int = 50_000
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> IngressTunables:
-        """Parses and checks the ingress user_config."""
-        t = cls(**_checked(cls, config))
-        if t.alert_sustain_s < 0 or t.alert_clear_readings < 1 or t.max_gap_s < 0:
-            raise ValueError("alert_sustain_s, max_gap_s must be >= 0; alert_clear_readings >= 1")
-        return t
+    def from_config(cls, config: Mapping[str, Any] | None) -> Self:
+        """Parses and checks a user_config; raises ValueError naming each bad key."""
+        try:
+            return cls.model_validate(dict(config or {}))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or cls.__name__}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise ValueError(f"bad user_config for {cls.__name__}: {problems}") from None
+
+
+class IngressTunables(_Tunables):
+    """The ingress's user_config."""
+
+    alert_sustain_s: int = Field(ALERT_SUSTAIN_S, ge=0)
+    alert_clear_readings: int = Field(ALERT_CLEAR_READINGS, ge=1)
+    # How long a replica trusts a cached profile band; another replica's change shows after this.
+    profile_cache_ttl_s: float = Field(5.0, ge=0)
+    max_gap_s: int = Field(DEFAULT_MAX_GAP_S, ge=0)
 
     def alert_rules(self) -> AlertRules:
         """The hysteresis rules for the store's alert state machine."""
         return AlertRules(self.alert_sustain_s * 1000, self.alert_clear_readings)
 
 
-@dataclass(frozen=True)
-class ValidatorTunables:
+class ValidatorTunables(_Tunables):
     """The validator's user_config: the bands and timestamp limits."""
 
-    valid_min_bpm: int = VALID_MIN_BPM
-    valid_max_bpm: int = VALID_MAX_BPM
-    normal_low_bpm: int = NORMAL_LOW_BPM
-    normal_high_bpm: int = NORMAL_HIGH_BPM
-    max_future_s: int = MAX_FUTURE_MS // 1000
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ValidatorTunables:
-        """Parses the validator user_config."""
-        return cls(**_checked(cls, config))
+    valid_min_bpm: int = Field(VALID_MIN_BPM, ge=1)
+    valid_max_bpm: int = Field(VALID_MAX_BPM, ge=1)
+    normal_low_bpm: int = Field(NORMAL_LOW_BPM, ge=1)
+    normal_high_bpm: int = Field(NORMAL_HIGH_BPM, ge=1)
+    max_future_s: int = Field(MAX_FUTURE_MS // 1000, ge=0)
 
     def rules(self, retention_days: int) -> ValidationRules:
-        """Validation rules; raises InvalidRequest when the bands are inconsistent."""
+        """The validation rules; raises InvalidRequest when the bands are inconsistent."""
         return ValidationRules(
             valid_min_bpm=self.valid_min_bpm,
             valid_max_bpm=self.valid_max_bpm,
@@ -93,11 +78,5 @@ class ValidatorTunables:
         )
 
 
-@dataclass(frozen=True)
-class ZoneTunables:
-    """The zone calculator's user_config (reserved for future zone defaults)."""
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ZoneTunables:
-        """Parses the zone calculator's user_config."""
-        return cls(**_checked(cls, config))
+class ZoneTunables(_Tunables):
+    """The zone calculator's user_config (no keys yet: any key is refused)."""

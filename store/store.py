@@ -28,6 +28,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
+from heartrate_serve.core.errors import StoreUnavailable
 from heartrate_serve.service.metrics import redis_timed
 from heartrate_serve.settings import Settings
 
@@ -52,8 +53,7 @@ _Call = tuple[list[str], list[Any], list[int]]
 _UNAVAILABLE_REPLIES = ("MISCONF", "READONLY", "MASTERDOWN", "LOADING", "BUSY ")
 
 
-class StoreUnavailable(Exception):
-    """Redis is down or unreachable; the operation did not happen (or its outcome is unknown)."""
+__all__ = ["ReadingStore", "Readings", "StoreUnavailable", "WriteResult"]
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ class FakeHandle:
     def __getattr__(self, name: str) -> _Method:
         return _Method(getattr(self._target, name))
 
+    def options(self, **_options: Any) -> FakeHandle:
+        """Handle options (e.g. _by_reference) change nothing in-process."""
+        return self
+
 
 class FakeContext:
     """The parts of RayServegRPCContext the ingress uses."""
@@ -163,7 +167,7 @@ async def test_health_check_serving_and_unknown(ingress: Any) -> None:
 async def test_reconfigure_applies_and_rejects_unknown_keys(ingress: Any) -> None:
     """user_config changes the alert rules at run time; a typo is refused."""
     ingress.reconfigure({"alert_clear_readings": 5})
-    assert ingress._tun == IngressTunables(alert_clear_readings=5)
+    assert ingress.service._tun == IngressTunables(alert_clear_readings=5)
     with pytest.raises(ValueError, match="alert_clear_readinsg"):
         ingress.reconfigure({"alert_clear_readinsg": 5})
     ingress.reconfigure({})

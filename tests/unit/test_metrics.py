@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
+from heartrate_serve.core.batches import ZoneJob
+from heartrate_serve.core.validation import ValidationRules
+from heartrate_serve.deployments import observability as obs
 from heartrate_serve.runtime.redis_watch import RedisUpGauge
 from heartrate_serve.service import metrics as m
-from heartrate_serve.service.pipeline import ProfileBands, ReadingBatch, ReadingPipeline
+from heartrate_serve.service.bands import ProfileBands
+from heartrate_serve.service.local_ports import LocalValidator
+from heartrate_serve.service.pipeline import ReadingBatch, ReadingPipeline
 from heartrate_serve.settings import Settings
 from heartrate_serve.store.store import StoreUnavailable, WriteResult
+
+NOW = time.time_ns() // 1_000_000
+DUP_TS = NOW - 1000
 
 
 class FakeMetric:
@@ -51,7 +60,7 @@ class FakeBackend:
 def backend() -> Iterator[FakeBackend]:
     """RayMetrics on a fake backend installed as the process's metrics, then the no-op again."""
     fake = FakeBackend()
-    previous = m.use(m.RayMetrics(fake))
+    previous = m.use(obs.RayMetrics(fake))
     yield fake
     m.use(previous)
 
@@ -65,7 +74,7 @@ def test_default_metrics_are_the_no_op() -> None:
 def test_observe_replica_outside_serve_changes_nothing(tmp_path: Any) -> None:
     """observe_replica returns the settings and installs nothing without a replica context."""
     settings = Settings(log_dir=tmp_path / "log")
-    assert m.observe_replica(settings) is settings
+    assert obs.observe_replica(settings) is settings
     assert type(m.current()) is m.ServiceMetrics
     assert not (tmp_path / "log").exists()
 
@@ -151,45 +160,41 @@ async def test_timed_zones_records_latency_and_readings(backend: FakeBackend) ->
     """timed_zones awaits the call and records one latency and each job's readings."""
 
     async def analyse_many(jobs: list[Any]) -> list[int]:
-        return [len(ts) for ts, _, _ in jobs]
+        return [job.readings for job in jobs]
 
-    jobs = [(np.arange(5), np.arange(5), {}), (np.arange(7), np.arange(7), {})]
+    jobs = [ZoneJob(np.arange(5), np.arange(5), {}), ZoneJob(np.arange(7), np.arange(7), {})]
     assert await m.timed_zones(analyse_many, jobs) == [5, 7]
     assert len(backend.metrics["heartrate_zone_latency_ms"].calls) == 1
     assert [v for v, _ in backend.metrics["heartrate_zone_readings"].calls] == [5, 7]
 
 
 class FakeStore:
-    """The two store calls the pipeline makes, in memory; ts_ms 1 is stored already."""
+    """The two store calls the pipeline makes, in memory; DUP_TS is stored already."""
 
     async def get_profiles(self, users: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {}
 
     async def write_batch(self, users: Sequence[str], ts: Any, *_: Any) -> WriteResult:
         alerts = {u: (2, 1) for u in users}
-        return WriteResult(np.asarray(ts) == 1, alerts, {u: (1, 0) for u in users})
-
-
-async def _validate(bpm: Any, ts: Any, now: int, lows: Any, highs: Any) -> tuple[Any, Any]:
-    reason = np.where(bpm > 180, 1, 0).astype(np.uint8)
-    return reason, np.where(bpm > 150, 2, 0).astype(np.uint8)
+        return WriteResult(np.asarray(ts) == DUP_TS, alerts, {u: (1, 0) for u in users})
 
 
 def _pipeline() -> ReadingPipeline:
     store: Any = FakeStore()
-    return ReadingPipeline(store, _validate, ProfileBands(store, 5.0))
+    return ReadingPipeline(store, LocalValidator(ValidationRules()), ProfileBands(store, 5.0))
 
 
 async def test_pipeline_works_with_no_op_metrics() -> None:
     """The pipeline (as the baseline server uses it) runs with the default no-op metrics."""
-    batch = ReadingBatch("u", np.array([70, 200], np.int32), np.array([5, 6], np.int64))
+    batch = ReadingBatch("u", np.array([70, 200], np.int32), np.array([NOW - 5, NOW - 6]))
     out = await _pipeline().submit(batch)
     assert out.reason.tolist() == [0, 1]
 
 
 async def test_pipeline_reports_readings_batches_and_alerts(backend: FakeBackend) -> None:
     """One submit: readings per rpc, one group-commit round, the alert raised as HIGH."""
-    batch = ReadingBatch("u", np.array([160, 200, 70], np.int32), np.array([5, 6, 1], np.int64))
+    ts = np.array([NOW - 5, NOW - 6, DUP_TS], np.int64)
+    batch = ReadingBatch("u", np.array([160, 200, 70], np.int32), ts)
     await _pipeline().submit(batch, "StreamHeartRate")
     met = backend.metrics
     assert met["heartrate_readings_accepted"].total(rpc="StreamHeartRate") == 1

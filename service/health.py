@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Protocol
 
 from grpc_health.v1 import health_pb2
 
 from heartrate_serve.service.metrics import current
-from heartrate_serve.store.store import ReadingStore
+from heartrate_serve.service.ports import StorePort
+
+
+class Pingable(Protocol):
+    """A part of the service that answers ping() (the validator and zone ports)."""
+
+    async def ping(self) -> bool:
+        """True when the part answers."""
+        ...
+
 
 SERVICE_NAMES = frozenset({"", "heartrate.HeartRateMonitor"})
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -24,9 +33,9 @@ WATCH_POLL_S = 1.0
 class HealthProbe:
     """Checks Redis and the compute deployments, caching the answer for CACHE_S."""
 
-    def __init__(self, store: ReadingStore, *handles: Any) -> None:
+    def __init__(self, store: StorePort, *parts: Pingable) -> None:
         self._store = store
-        self._handles = handles
+        self._parts = parts
         self._cached: tuple[float, int] = (0.0, NOT_SERVING)
 
     async def status(self) -> int:
@@ -42,9 +51,8 @@ class HealthProbe:
         if not await self._store.ping():
             return False
         try:
-            pings = [h.ping.remote() for h in self._handles]
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                return all([await p for p in pings])
+                return all(await asyncio.gather(*(p.ping() for p in self._parts)))
         except Exception:  # a deployment that does not answer is down, whatever the reason
             return False
 

@@ -1,0 +1,213 @@
+"""The service core: one async method per RPC, protobuf in and out, domain errors out.
+
+Framework-free: no Ray, no gRPC server, no Redis client here. What it needs from outside comes
+through ports (service/ports.py): the validator, the zone calculator and the store. The Serve
+ingress (deployments/ingress.py) and the plain baseline (loadtest/baseline_server.py) are thin
+adapters over this class that map the errors to status codes (service/status_codes.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+
+from heartrate_serve.core.batches import ZoneJob
+from heartrate_serve.core.constants import RejectReason
+from heartrate_serve.core.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    NotFound,
+    StoreUnavailable,
+)
+from heartrate_serve.core.profiles import UserProfile
+from heartrate_serve.core.validation import canonical_user_id
+from heartrate_serve.core.zones import SessionAnalysis
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service import convert
+from heartrate_serve.service.bands import ProfileBands
+from heartrate_serve.service.group_commit import GroupCommit, no_prepare
+from heartrate_serve.service.health import HealthProbe, health_status
+from heartrate_serve.service.metrics import current
+from heartrate_serve.service.ordered_window import ordered_map
+from heartrate_serve.service.pipeline import BatchOutcome, ReadingBatch, ReadingPipeline
+from heartrate_serve.service.ports import StorePort, ValidatorPort, ZonePort
+from heartrate_serve.service.stamps import ServerStamps
+from heartrate_serve.service.tunables import IngressTunables
+from heartrate_serve.service.zone_response import zone_response
+from heartrate_serve.service.zone_rounds import ZoneRounds
+
+STORE_DOWN = "Redis is down or unreachable: readings were not stored; retry later"
+# Readings of one stream in flight at once (validated and stored together, answered in order).
+STREAM_WINDOW = 64
+
+
+def now_ms() -> int:
+    """The server clock, Unix milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class HeartRateService:
+    """The heart-rate service's use cases, one method per RPC of heartrate.HeartRateMonitor."""
+
+    def __init__(
+        self,
+        store: StorePort,
+        validator: ValidatorPort,
+        zones: ZonePort,
+        tunables: IngressTunables | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self._tun = tunables or IngressTunables()
+        self._store = store
+        self._validator = validator
+        self._clock_ms = clock_ms
+        store.set_alert_rules(self._tun.alert_rules())
+        self._bands = ProfileBands(store, self._tun.profile_cache_ttl_s)
+        self._stamps = ServerStamps()
+        self.pipeline = ReadingPipeline(store, validator, self._bands, clock_ms)
+        self.zone_rounds = ZoneRounds(zones)
+        self._zone_commit: GroupCommit[ZoneJob, None, SessionAnalysis] = GroupCommit(
+            no_prepare,
+            self.zone_rounds.analyse,
+            weight=lambda job: job.readings,
+            max_weight=self.zone_rounds.max_round_readings,
+        )
+        self.health = HealthProbe(store, validator, zones)
+
+    def reconfigure(self, tunables: IngressTunables) -> None:
+        """Applies new tunables (user_config) at run time."""
+        self._tun = tunables
+        self._store.set_alert_rules(tunables.alert_rules())
+        self._bands.ttl_s = tunables.profile_cache_ttl_s
+
+    # --- readings ---------------------------------------------------------------------------
+
+    def _reading(self, request: pb.HeartRateRequest) -> ReadingBatch:
+        """One request as a batch of one; raises InvalidRequest for a bad user_id."""
+        batch = convert.reading_from_request(request, self._clock_ms())
+        unset = request.timestamp == 0 and request.timestamp_ms == 0
+        return self._stamps.fix(batch, np.array([unset]))
+
+    async def _submit(self, batch: ReadingBatch, rpc: str) -> BatchOutcome:
+        """Validates and stores; raises StoreUnavailable when Redis did not take the readings."""
+        out = await self.pipeline.submit(batch, rpc)
+        if out.store_down:
+            raise StoreUnavailable(STORE_DOWN)
+        return out
+
+    async def SubmitHeartRate(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+        """Stores one reading; out-of-range readings answer success=false (not an error).
+
+        Raises:
+            InvalidRequest, StoreUnavailable, DependencyUnavailable.
+        """
+        batch = self._reading(request)
+        out = await self._submit(batch, "SubmitHeartRate")
+        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
+
+    async def StreamHeartRate(
+        self, requests: AsyncIterator[pb.HeartRateRequest]
+    ) -> AsyncIterator[pb.HeartRateResponse]:
+        """One answer per reading, in order; a bad reading is answered and the stream goes on."""
+        counts = {"sent": 0, "rejected": 0}
+        current().stream(True)
+        try:
+            async for resp in ordered_map(requests, self._stream_one, STREAM_WINDOW):
+                counts["sent"] += 1
+                counts["rejected"] += not resp.success
+                yield resp
+        finally:
+            current().stream(False)
+
+    async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+        """One reading of a stream: every problem is answered in the response, never raised."""
+        try:
+            batch = self._reading(request)
+            out = await self.pipeline.submit(batch, "StreamHeartRate")
+        except InvalidRequest as error:
+            return _rejected(RejectReason.INVALID_USER_ID, str(error))
+        except StoreUnavailable as error:
+            return _rejected(RejectReason.STORE_UNAVAILABLE, str(error))
+        except DependencyUnavailable as error:
+            return _rejected(RejectReason.SERVICE_UNAVAILABLE, str(error))
+        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
+
+    async def SubmitHeartRateBatch(
+        self, request: pb.HeartRateBatchRequest
+    ) -> pb.HeartRateBatchResponse:
+        """Columnar ingest of a device's buffer in one group-committed write."""
+        batch = convert.batch_from_request(request, self._clock_ms())
+        unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
+        batch = self._stamps.fix(batch, unset)
+        out = await self._submit(batch, "SubmitHeartRateBatch")
+        alert = out.alert
+        if alert is None:
+            state = await self._store.alert_state(batch.user_id)
+            alert = (state.active, state.since_ms)
+        return convert.batch_response(batch, out, alert, out.rules)
+
+    # --- reads and analysis -----------------------------------------------------------------
+
+    async def GetHeartRateStatus(self, request: pb.StatusRequest) -> pb.StatusResponse:
+        """The user's newest readings, their statistics and the sustained alert state."""
+        user = canonical_user_id(request.user_id)
+        readings = await self._store.recent(user, convert.status_limit(request.recent_count))
+        state = await self._store.alert_state(user)
+        band = (await self._bands.bands([user]))[user]
+        limits = convert.thresholds(await self._validator.rules(), self._tun.alert_rules(), band)
+        return convert.status_response(
+            readings.ts_ms, readings.bpm, readings.classification, state, limits
+        )
+
+    async def CalculateExerciseZones(
+        self, request: pb.ExerciseZoneRequest
+    ) -> pb.ExerciseZoneResponse:
+        """Time in zones, TRIMP and averages, from sent readings or a stored range."""
+        user = canonical_user_id(request.user_id)
+        query = convert.zone_query(request, await self._profile(user), self._tun.max_gap_s)
+        ts, bpm = query.ts_ms, query.bpm
+        if query.stored_range is not None:
+            stored = await self._store.range(user, *query.stored_range)
+            ts, bpm = stored.ts_ms, stored.bpm
+            if len(ts) == 0:
+                raise InvalidRequest("stored_range", "no stored readings in stored_range")
+        assert ts is not None and bpm is not None  # zone_query gives readings or a range
+        return zone_response(await self._zone_commit.submit(ZoneJob(ts, bpm, query.params)))
+
+    # --- profiles ---------------------------------------------------------------------------
+
+    async def SetUserProfile(self, request: pb.SetUserProfileRequest) -> pb.SetUserProfileResponse:
+        """Creates or replaces a profile (validated; InvalidRequest names the bad field)."""
+        profile = convert.profile_from_proto(request.profile)
+        await self._store.set_profile(profile.user_id, profile.to_dict())
+        self._bands.forget(profile.user_id)
+        return pb.SetUserProfileResponse(profile=convert.profile_to_proto(profile))
+
+    async def GetUserProfile(self, request: pb.GetUserProfileRequest) -> pb.GetUserProfileResponse:
+        """A user's profile; NotFound when none was set."""
+        user = canonical_user_id(request.user_id)
+        profile = await self._profile(user)
+        if profile is None:
+            raise NotFound(f"no profile for user_id {user!r}")
+        return pb.GetUserProfileResponse(profile=convert.profile_to_proto(profile))
+
+    async def _profile(self, user: str) -> UserProfile | None:
+        raw = await self._store.get_profile(user)
+        return None if raw is None else UserProfile.from_dict(raw)
+
+    # --- health -----------------------------------------------------------------------------
+
+    async def health_status(self, service: str) -> int | None:
+        """grpc.health.v1 status for `service`; None for an unknown service name."""
+        return await health_status(self.health, service)
+
+    async def aclose(self) -> None:
+        """Closes the store's connections."""
+        await self._store.aclose()
+
+
+def _rejected(reason: RejectReason, error: str) -> pb.HeartRateResponse:
+    """A stream answer for a reading that was not stored."""
+    return pb.HeartRateResponse(success=False, error=error, reject_reason=int(reason))  # type: ignore[arg-type]
