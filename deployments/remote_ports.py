@@ -43,12 +43,12 @@ async def _call(deployment: str, call: Awaitable[T]) -> T:
     """Awaits a handle call, turning every failure into a domain error for the status table."""
     try:
         return await call
-    except InvalidRequest:
-        raise
-    except RayTaskError as error:
+    except RayTaskError as error:  # first: Ray's dual class RayTaskError(InvalidRequest) is both
         if isinstance(error.cause, InvalidRequest):
             raise error.cause from None
         raise _unavailable(deployment, error.cause or error) from error
+    except InvalidRequest:
+        raise
     except BackPressureError as error:
         raise Overloaded(f"{deployment} is at capacity; retry later") from error
     except Exception as error:  # replica died, unreachable, transport refused the message, ...

@@ -25,6 +25,9 @@ from heartrate_serve.settings import Settings
 class Validator:
     """Applies the rules in force to whole parts of rounds at once."""
 
+    # Methods are `async def`: Serve runs sync methods in a thread pool (a thread hop and GIL
+    # hand-over per call); the work of a call is one short numpy pass, fine on the event loop.
+
     def __init__(self) -> None:
         self._retention_days = observe_replica(Settings.from_env()).retention_days
         self._rules = ValidatorTunables().rules(self._retention_days)
@@ -34,7 +37,7 @@ class Validator:
         """Applies new bands/limits from user_config (unknown keys and bad bands refused)."""
         self._rules = ValidatorTunables.from_config(config).rules(self._retention_days)
 
-    def validate(
+    async def validate(
         self,
         bpm: NDArray[np.int32],
         ts_ms: NDArray[np.int64],
@@ -47,11 +50,11 @@ class Validator:
         self._meter.add(len(bpm))
         return out
 
-    def rules(self) -> ValidationRules:
+    async def rules(self) -> ValidationRules:
         """The rules in force."""
         return self._rules
 
-    def ping(self) -> bool:
+    async def ping(self) -> bool:
         """Liveness for the health check."""
         return True
 

@@ -21,6 +21,9 @@ from heartrate_serve.settings import Settings
 class ZoneCalculator:
     """Analyses a part of a round of zone requests per call."""
 
+    # Methods are `async def`: Serve runs sync methods in a thread pool (a thread hop and GIL
+    # hand-over per call); the work of a call is one short numpy pass, fine on the event loop.
+
     def __init__(self) -> None:
         observe_replica(Settings.from_env())
         self._tun = ZoneTunables()
@@ -30,13 +33,13 @@ class ZoneCalculator:
         """Applies user_config (no keys yet: any key is refused)."""
         self._tun = ZoneTunables.from_config(config)
 
-    def analyse(self, jobs: Sequence[ZoneJob]) -> list[SessionAnalysis | InvalidRequest]:
+    async def analyse(self, jobs: Sequence[ZoneJob]) -> list[SessionAnalysis | InvalidRequest]:
         """One analysis per job; a bad job's InvalidRequest in its place."""
         out = analyse_jobs(jobs)
         self._meter.add(sum(job.readings for job in jobs))
         return out
 
-    def ping(self) -> bool:
+    async def ping(self) -> bool:
         """Liveness for the health check."""
         return True
 

@@ -47,6 +47,13 @@ ENV_NAMES = {
 }
 
 
+def _normalised(name: str, raw: str) -> str:
+    """Case-insensitive choices: level names upper case, the other choices lower case."""
+    if name == "log_level":
+        return raw.upper()
+    return raw.lower() if name in ("redis_fsync", "ingress_mode") else raw
+
+
 class Settings(BaseModel):
     """Process-wide configuration; build it with `Settings.from_env()`."""
 
@@ -69,7 +76,7 @@ class Settings(BaseModel):
     retention_days: int = Field(30, ge=1, le=36_500)
     # haproxy: Serve's HAProxy ingress (fast, default); proxy: Serve's Python gRPC proxy.
     ingress_mode: Literal["haproxy", "proxy"] = "haproxy"
-    log_level: str = "WARNING"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
     # LOG_DIR/server.log is rotated at this size (and weekly); this many rotated files are kept.
     log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024, le=2**40)
     log_backups: int = Field(5, ge=0, le=1000)
@@ -79,11 +86,6 @@ class Settings(BaseModel):
     # The Serve config `make run` deploys and the baseline reads its tunables from. Default: the
     # file installed with the package (the repository's serve_config.yaml in a checkout).
     serve_config: Path = Field(default_factory=packaged_serve_config)
-
-    @field_validator("log_level")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
 
     @field_validator("log_dir")
     @classmethod
@@ -99,7 +101,7 @@ class Settings(BaseModel):
         for name, var in ENV_NAMES.items():
             raw = src.get(var)
             if raw:
-                values[name] = raw.lower() if name in ("redis_fsync", "ingress_mode") else raw
+                values[name] = _normalised(name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.model_validate(values)

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -403,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows: a smoke test")
     parser.add_argument("--json-out", default=str(DEFAULT_JSON), help="where to write JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, JSON)")
+    parser.add_argument("--scenarios", help="comma-separated kind:concurrency list to run instead")
     args = parser.parse_args(argv)
     plan = plan_for(args.quick)
+    if args.scenarios:
+        plan = replace(plan, scenarios=parse_scenarios(args.scenarios))
     workdir = Path(tempfile.mkdtemp(prefix="hrs-bench-"))
     started = time.monotonic()
     try:

@@ -1,15 +1,16 @@
-"""Group commit: concurrent submissions coalesce into one round, in two pipelined stages.
+"""Group commit: concurrent submissions coalesce into rounds, processed in two pipelined stages.
 
-Whenever the previous round has left the first stage, everything that arrived meanwhile becomes
-the next round (up to `max_weight`, counted in readings, not callers). A round runs `prepare`
-(e.g. validation on another deployment) while the round before it runs `commit` (e.g. the Redis
-write); commits run one at a time, in round order. At low load a submission is processed at once
-(no added wait); at high load rounds grow by themselves, so per-call costs (a deployment hop, a
-Redis round trip) are paid once per round.
+Whenever fewer than `max_rounds` rounds are open (started, not yet committed), everything waiting
+becomes the next round (up to `max_weight`, counted in readings, not callers). A round runs
+`prepare` (e.g. validation on another deployment) while earlier rounds are still being prepared
+or run `commit` (e.g. the Redis write); commits run one at a time, in round order. While all
+rounds are open, new submissions wait and coalesce into the next round. At low load a
+submission is processed at once (no added wait); at high load rounds grow by themselves, so
+per-call costs (a deployment hop, a Redis round trip) are paid once per round.
 
 A stage returns one result per item; a result that is an exception is raised to that item's
 caller alone, so a failure in one part of a round reaches only the callers of that part. An
-exception raised by a stage itself reaches every caller of the round.
+exception raised by a stage itself reaches every caller of the round, and no other round.
 """
 
 from __future__ import annotations
@@ -33,17 +34,25 @@ class GroupCommit(Generic[T, P, R]):
         *,
         weight: Callable[[T], int] = lambda _item: 1,
         max_weight: int = 20_000,
+        max_rounds: int = 2,
+        max_preparing: int | None = None,
         on_round: Callable[[int, int], None] | None = None,
     ) -> None:
         self._prepare = prepare
         self._commit = commit
         self._weight = weight
         self._max_weight = max_weight
+        self._max_rounds = max_rounds
+        self._max_preparing = max_rounds if max_preparing is None else max_preparing
+        self._preparing = 0
         self._on_round = on_round
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._queued_weight = 0
-        self._drainer: asyncio.Task[None] | None = None
-        self._committing: asyncio.Task[None] | None = None
+        self._open = 0
+        self._scheduled = False
+        # The newest round's task: the next round commits after it.
+        self._last: asyncio.Task[None] | None = None
+        self._rounds: set[asyncio.Task[None]] = set()
 
     @property
     def queued_weight(self) -> int:
@@ -55,9 +64,28 @@ class GroupCommit(Generic[T, P, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._queued_weight += self._weight(item)
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
+        if not self._scheduled:  # submissions of this event-loop turn join one round
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_rounds)
         return await future
+
+    def _start_rounds(self) -> None:
+        """Starts rounds from the queue while fewer than max_rounds are open."""
+        self._scheduled = False
+        while (
+            self._queue
+            and self._open < self._max_rounds
+            and self._preparing < self._max_preparing
+        ):
+            batch = self._take_round()
+            if not batch:
+                continue
+            self._open += 1
+            self._preparing += 1
+            task = asyncio.create_task(self._run_round(batch, self._last))
+            self._last = task
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
 
     def _take_round(self) -> list[tuple[T, asyncio.Future[R]]]:
         """The next round: queued items up to max_weight (always at least one item)."""
@@ -72,30 +100,29 @@ class GroupCommit(Generic[T, P, R]):
         self._queued_weight -= total
         return [(item, fut) for item, fut in batch if not fut.cancelled()]
 
-    async def _drain(self) -> None:
-        while True:
-            if not self._queue:
-                if self._committing is None:
-                    return
-                await self._committing  # items may arrive meanwhile: look again after it
-                self._committing = None
-                continue
-            batch = self._take_round()
-            if batch:
-                await self._prepare_and_commit(batch)
-
-    async def _prepare_and_commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run_round(
+        self, batch: list[tuple[T, asyncio.Future[R]]], previous: asyncio.Task[None] | None
+    ) -> None:
         items = [item for item, _ in batch]
         if self._on_round is not None:
             self._on_round(len(items), sum(self._weight(it) for it in items))
         try:
-            prepared = await self._prepare(items)
-        except Exception as error:
-            _fail_all(batch, error)
-            return
-        if self._committing is not None:
-            await self._committing  # commits stay in round order, one at a time
-        self._committing = asyncio.create_task(self._run_commit(batch, prepared))
+            try:
+                prepared = await self._prepare(items)
+                failed = False
+            except Exception as error:
+                _fail_all(batch, error)
+                failed = True
+            finally:
+                self._preparing -= 1
+                self._start_rounds()
+            if previous is not None:
+                await asyncio.wait([previous])  # commits stay in round order, one at a time
+            if not failed:
+                await self._run_commit(batch, prepared)
+        finally:
+            self._open -= 1
+            self._start_rounds()
 
     async def _run_commit(self, batch: list[tuple[T, asyncio.Future[R]]], prepared: P) -> None:
         try:
@@ -122,3 +149,10 @@ def _fail_all(batch: Sequence[tuple[object, asyncio.Future[R]]], error: BaseExce
 async def no_prepare(items: Sequence[object]) -> None:
     """A `prepare` stage that does nothing (single-stage group commit)."""
     return None
+
+
+async def no_commit(
+    items: Sequence[object], prepared: Sequence[R | BaseException]
+) -> Sequence[R | BaseException]:
+    """A `commit` stage that hands prepare's per-item results through."""
+    return prepared

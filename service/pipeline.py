@@ -28,6 +28,10 @@ from heartrate_serve.service.ports import StorePort, ValidatorPort
 
 # Readings per round: bounds one round's memory and the Redis script calls it turns into.
 ROUND_MAX_READINGS = 200_000
+# Rounds open at once (being validated, or validated and waiting for / in their write): the
+# Validator hop's latency is hidden behind other rounds' hops and writes.
+MAX_OPEN_ROUNDS = 2
+MAX_VALIDATING_ROUNDS = 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class ReadingPipeline:
             self._write,
             weight=lambda batch: len(batch.bpm),
             max_weight=max_round_readings,
+            max_rounds=MAX_OPEN_ROUNDS,
+            max_preparing=MAX_VALIDATING_ROUNDS,
             on_round=lambda callers, readings: current().batch(callers, readings),
         )
 

@@ -27,7 +27,7 @@ from heartrate_serve.core.zones import SessionAnalysis
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service import convert
 from heartrate_serve.service.bands import ProfileBands
-from heartrate_serve.service.group_commit import GroupCommit, no_prepare
+from heartrate_serve.service.group_commit import GroupCommit, no_commit
 from heartrate_serve.service.health import HealthProbe, health_status
 from heartrate_serve.service.metrics import current
 from heartrate_serve.service.ordered_window import ordered_map
@@ -36,9 +36,11 @@ from heartrate_serve.service.ports import StorePort, ValidatorPort, ZonePort
 from heartrate_serve.service.stamps import ServerStamps
 from heartrate_serve.service.tunables import IngressTunables
 from heartrate_serve.service.zone_response import zone_response
+from heartrate_serve.service.zone_rounds import MAX_OPEN_ROUNDS as ZONE_OPEN_ROUNDS
 from heartrate_serve.service.zone_rounds import ZoneRounds
 
 STORE_DOWN = "Redis is down or unreachable: readings were not stored; retry later"
+Analyses = list[SessionAnalysis | BaseException]
 # Readings of one stream in flight at once (validated and stored together, answered in order).
 STREAM_WINDOW = 64
 
@@ -68,11 +70,12 @@ class HeartRateService:
         self._stamps = ServerStamps()
         self.pipeline = ReadingPipeline(store, validator, self._bands, clock_ms)
         self.zone_rounds = ZoneRounds(zones)
-        self._zone_commit: GroupCommit[ZoneJob, None, SessionAnalysis] = GroupCommit(
-            no_prepare,
+        self._zone_commit: GroupCommit[ZoneJob, Analyses, SessionAnalysis] = GroupCommit(
             self.zone_rounds.analyse,
+            no_commit,
             weight=lambda job: job.readings,
             max_weight=self.zone_rounds.max_round_readings,
+            max_rounds=ZONE_OPEN_ROUNDS,
         )
         self.health = HealthProbe(store, validator, zones)
 

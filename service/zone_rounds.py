@@ -19,18 +19,18 @@ from heartrate_serve.service.ports import ZonePort
 
 # Readings per round of zone requests (the parts of a round run at once).
 ROUND_MAX_READINGS = 2_000_000
+# Rounds analysed at once (their parts spread over the ZoneCalculator replicas).
+MAX_OPEN_ROUNDS = 4
 
 
 class ZoneRounds:
-    """The commit stage of the zone group commit."""
+    """The stage of the zone group commit that does the work (commit only hands results on)."""
 
     def __init__(self, zones: ZonePort, max_round_readings: int = ROUND_MAX_READINGS) -> None:
         self._zones = zones
         self.max_round_readings = max_round_readings
 
-    async def analyse(
-        self, jobs: Sequence[ZoneJob], _prepared: None = None
-    ) -> list[SessionAnalysis | BaseException]:
+    async def analyse(self, jobs: Sequence[ZoneJob]) -> list[SessionAnalysis | BaseException]:
         """One result per job: its analysis, its InvalidRequest, or its part's failure."""
         parts = split_by_weight([job.readings for job in jobs], self._zones.max_readings_per_call)
         calls = [timed_zones(self._zones.analyse, [jobs[i] for i in part]) for part in parts]

@@ -4,6 +4,7 @@ Validator and ZoneCalculator objects in-process, and a real Redis."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,7 +35,8 @@ class _Call:
     def __await__(self) -> Any:
         async def run() -> Any:
             await asyncio.sleep(0)
-            return self._fn(*self._args, **self._kwargs)
+            result = self._fn(*self._args, **self._kwargs)
+            return await result if inspect.isawaitable(result) else result
 
         return run().__await__()
 

@@ -1,0 +1,863 @@
+"""HeartRateService: every RPC over in-process ports and an in-memory store, and part failures."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from heartrate_serve.core.alerts import AlertRules, AlertState, step_alerts
+from heartrate_serve.core.batches import ValidationOutput, ZoneJob
+from heartrate_serve.core.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    NotFound,
+    StoreUnavailable,
+)
+from heartrate_serve.core.validation import ValidationRules
+from heartrate_serve.core.zones import SessionAnalysis
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service.local_ports import LocalValidator, LocalZones
+from heartrate_serve.service.pipeline import split_by_weight
+from heartrate_serve.service.service import HeartRateService
+from heartrate_serve.service.zone_rounds import ZoneRounds
+from heartrate_serve.store.store import Readings, WriteResult
+
+NOW = 1_700_000_000_000  # the service clock in every test, Unix ms
+FAIL_BPM = 99  # a valid bpm the failing fake ports refuse to handle
+GUARD_S = 5.0  # a failure guard only; every wait is ended by an event
+
+
+class FakeStore:
+    """The StorePort in memory: user -> {ts_ms: (bpm, class)}; same (user, ts) is a duplicate."""
+
+    def __init__(self) -> None:
+        self.readings: dict[str, dict[int, tuple[int, int]]] = {}
+        self.states: dict[str, AlertState] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.rules = AlertRules()
+        self.writes_down = False  # write_batch raises StoreUnavailable
+        self.reads_down = False  # get_profiles raises StoreUnavailable
+        self.writes: list[list[str]] = []  # users of each write_batch call
+
+    def set_alert_rules(self, rules: AlertRules) -> None:
+        self.rules = rules
+
+    async def write_batch(
+        self,
+        user_ids: Sequence[str],
+        ts_ms: NDArray[np.int64],
+        bpm: NDArray[np.int32],
+        classification: NDArray[np.uint8],
+        now_ms: int,
+    ) -> WriteResult:
+        if self.writes_down:
+            raise StoreUnavailable("fake store: write refused")
+        self.writes.append(list(user_ids))
+        duplicate = np.zeros(len(user_ids), dtype=np.bool_)
+        new: dict[str, list[int]] = {}
+        cols = zip(user_ids, ts_ms.tolist(), bpm.tolist(), classification.tolist(), strict=True)
+        for i, (user, ts, b, c) in enumerate(cols):
+            mine = self.readings.setdefault(user, {})
+            if ts in mine:
+                duplicate[i] = True
+                continue
+            mine[ts] = (b, c)
+            new.setdefault(user, []).append(i)
+        alerts: dict[str, tuple[int, int]] = {}
+        for user in dict.fromkeys(user_ids):
+            idx = np.asarray(new.get(user, []), dtype=np.intp)
+            state, _ = step_alerts(
+                self.states.get(user, AlertState()), ts_ms[idx], classification[idx], self.rules
+            )
+            self.states[user] = state
+            alerts[user] = (state.active, state.since_ms)
+        return WriteResult(duplicate, alerts)
+
+    def _readings(self, items: list[tuple[int, tuple[int, int]]]) -> Readings:
+        return Readings(
+            np.array([t for t, _ in items], dtype=np.int64),
+            np.array([b for _, (b, _c) in items], dtype=np.int32),
+            np.array([c for _, (_b, c) in items], dtype=np.uint8),
+        )
+
+    async def recent(self, user_id: str, n: int) -> Readings:
+        items = sorted(self.readings.get(user_id, {}).items(), reverse=True)
+        return self._readings(items[:n])
+
+    async def range(
+        self, user_id: str, from_ms: int, to_ms: int, limit: int | None = None
+    ) -> Readings:
+        items = sorted(self.readings.get(user_id, {}).items())
+        items = [(t, v) for t, v in items if from_ms <= t <= to_ms]
+        return self._readings(items if limit is None else items[:limit])
+
+    async def alert_state(self, user_id: str) -> AlertState:
+        return self.states.get(user_id, AlertState())
+
+    async def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        return self.profiles.get(user_id)
+
+    async def set_profile(self, user_id: str, profile: Mapping[str, Any]) -> None:
+        self.profiles[user_id] = dict(profile)
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if self.reads_down:
+            raise StoreUnavailable("fake store: read refused")
+        return {u: self.profiles[u] for u in user_ids if u in self.profiles}
+
+    async def ping(self) -> bool:
+        return not (self.writes_down or self.reads_down)
+
+    async def aclose(self) -> None:
+        return None
+
+    def stored(self, user: str) -> dict[int, int]:
+        """ts -> bpm of a user's stored readings."""
+        return {t: b for t, (b, _c) in self.readings.get(user, {}).items()}
+
+
+class PartFailingValidator(LocalValidator):
+    """The local validator with small parts; a part holding FAIL_BPM raises."""
+
+    def __init__(self, per_call: int) -> None:
+        super().__init__(ValidationRules())
+        self.max_readings_per_call = per_call
+        self.parts: list[list[int]] = []
+
+    async def validate(
+        self,
+        bpm: NDArray[np.int32],
+        ts_ms: NDArray[np.int64],
+        now_ms: int,
+        normal_low: NDArray[np.int32],
+        normal_high: NDArray[np.int32],
+    ) -> ValidationOutput:
+        self.parts.append(bpm.tolist())
+        if FAIL_BPM in bpm.tolist():
+            raise DependencyUnavailable("Validator failed on this part of the work")
+        return await super().validate(bpm, ts_ms, now_ms, normal_low, normal_high)
+
+
+class PartFailingZones(LocalZones):
+    """The local zone port with small parts; a part with a job holding FAIL_BPM raises."""
+
+    def __init__(self, per_call: int) -> None:
+        self.max_readings_per_call = per_call
+        self.parts: list[int] = []  # jobs per call
+
+    async def analyse(self, jobs: Sequence[ZoneJob]) -> list[SessionAnalysis | InvalidRequest]:
+        self.parts.append(len(jobs))
+        if any(FAIL_BPM in job.bpm.tolist() for job in jobs):
+            raise DependencyUnavailable("ZoneCalculator failed on this part of the work")
+        return await super().analyse(jobs)
+
+
+def _service(
+    store: FakeStore | None = None,
+    validator: LocalValidator | None = None,
+    zones: LocalZones | None = None,
+) -> HeartRateService:
+    return HeartRateService(
+        store or FakeStore(),
+        validator or LocalValidator(ValidationRules()),
+        zones or LocalZones(),
+        clock_ms=lambda: NOW,
+    )
+
+
+def _req(bpm: int, ts_ms: int = NOW - 1000, user: str = "u1") -> pb.HeartRateRequest:
+    return pb.HeartRateRequest(bpm=bpm, timestamp_ms=ts_ms, user_id=user)
+
+
+async def _stream(reqs: Sequence[pb.HeartRateRequest]) -> AsyncIterator[pb.HeartRateRequest]:
+    for r in reqs:
+        yield r
+
+
+async def _answers(
+    svc: HeartRateService, reqs: Sequence[pb.HeartRateRequest]
+) -> list[pb.HeartRateResponse]:
+    async with asyncio.timeout(GUARD_S):
+        return [r async for r in svc.StreamHeartRate(_stream(reqs))]
+
+
+def _measurements(
+    bpm: Sequence[int], start_ms: int = NOW - 60_000
+) -> list[pb.HeartRateMeasurement]:
+    return [
+        pb.HeartRateMeasurement(bpm=b, timestamp_ms=start_ms + 1000 * i) for i, b in enumerate(bpm)
+    ]
+
+
+# --- SubmitHeartRate ----------------------------------------------------------------------------
+
+
+async def test_submit_in_range_is_stored() -> None:
+    """A normal reading answers success and lands in the store under its user and timestamp."""
+    store = FakeStore()
+    resp = await _service(store).SubmitHeartRate(_req(70, NOW - 5000))
+    assert resp.success and not resp.error and not resp.duplicate
+    assert (resp.timestamp_ms, resp.alert_triggered, resp.reject_reason) == (NOW - 5000, False, 0)
+    assert store.stored("u1") == {NOW - 5000: 70}
+
+
+@pytest.mark.parametrize(
+    ("bpm", "alert", "alert_type"),
+    [
+        (40, True, pb.LOW_HEART_RATE),
+        (49, True, pb.LOW_HEART_RATE),
+        (50, False, pb.NONE),
+        (100, False, pb.NONE),
+        (150, False, pb.NONE),
+        (151, True, pb.HIGH_HEART_RATE),
+        (180, True, pb.HIGH_HEART_RATE),
+    ],
+)
+async def test_submit_classifies_against_normal_band(
+    bpm: int, alert: bool, alert_type: int
+) -> None:
+    """Valid readings outside 50-150 are stored and flagged LOW/HIGH."""
+    resp = await _service().SubmitHeartRate(_req(bpm))
+    assert resp.success
+    assert (resp.alert_triggered, resp.alert_type) == (alert, alert_type)
+
+
+@pytest.mark.parametrize("bpm", [0, 1, 39, 181, 250, -5])
+async def test_submit_out_of_range_is_rejected_with_reason(bpm: int) -> None:
+    """Outside 40-180: success=false, BPM_OUT_OF_RANGE, an error naming the range; not stored."""
+    store = FakeStore()
+    resp = await _service(store).SubmitHeartRate(_req(bpm))
+    assert not resp.success
+    assert resp.reject_reason == pb.REJECT_REASON_BPM_OUT_OF_RANGE
+    assert "40-180" in resp.error and str(bpm) in resp.error
+    assert store.readings == {} and store.writes == []
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "reason"),
+    [
+        (NOW - 31 * 86_400_000, pb.REJECT_REASON_TIMESTAMP_TOO_OLD),
+        (946_684_799_000, pb.REJECT_REASON_TIMESTAMP_TOO_OLD),
+        (NOW + 10 * 60_000, pb.REJECT_REASON_TIMESTAMP_IN_FUTURE),
+        (NOW + 5 * 60_000, 0),
+        (NOW - 29 * 86_400_000, 0),
+    ],
+)
+async def test_submit_timestamp_limits(ts_ms: int, reason: int) -> None:
+    """Timestamps beyond retention or more than 5 minutes ahead are rejected with their reason."""
+    resp = await _service().SubmitHeartRate(_req(70, ts_ms))
+    assert (resp.success, resp.reject_reason) == (reason == 0, reason)
+
+
+async def test_submit_same_reading_twice_is_a_duplicate() -> None:
+    """A second reading of the same user and timestamp answers success with duplicate=true."""
+    store = FakeStore()
+    svc = _service(store)
+    first = await svc.SubmitHeartRate(_req(70, NOW - 1000))
+    again = await svc.SubmitHeartRate(_req(75, NOW - 1000))
+    assert (first.success, first.duplicate) == (True, False)
+    assert (again.success, again.duplicate) == (True, True)
+    assert store.stored("u1") == {NOW - 1000: 70}
+
+
+async def test_submit_without_timestamp_gets_unique_server_stamps() -> None:
+    """Readings sent without a timestamp are stamped NOW, NOW+1, ... and are not duplicates."""
+    store = FakeStore()
+    svc = _service(store)
+    answers = [await svc.SubmitHeartRate(pb.HeartRateRequest(bpm=70, user_id="u1")) for _ in "ab"]
+    assert [a.timestamp_ms for a in answers] == [NOW, NOW + 1]
+    assert not any(a.duplicate for a in answers)
+
+
+async def test_submit_empty_user_is_the_default_user() -> None:
+    """user_id "" is stored as the user "default"."""
+    store = FakeStore()
+    await _service(store).SubmitHeartRate(_req(70, user=""))
+    assert list(store.readings) == ["default"]
+
+
+@pytest.mark.parametrize("user", ["bad user", "x" * 129, "é", "a/b"])
+async def test_submit_bad_user_id_raises_invalid_request(user: str) -> None:
+    """A malformed user_id raises InvalidRequest naming user_id."""
+    with pytest.raises(InvalidRequest) as info:
+        await _service().SubmitHeartRate(_req(70, user=user))
+    assert info.value.field == "user_id" and "user_id" in str(info.value)
+
+
+async def test_submit_raises_store_unavailable_when_write_fails() -> None:
+    """A store that refuses the write makes SubmitHeartRate raise StoreUnavailable."""
+    store = FakeStore()
+    store.writes_down = True
+    with pytest.raises(StoreUnavailable):
+        await _service(store).SubmitHeartRate(_req(70))
+
+
+async def test_submit_raises_store_unavailable_when_profiles_unreadable() -> None:
+    """A store that cannot read profiles (bands) fails the reading with StoreUnavailable."""
+    store = FakeStore()
+    store.reads_down = True
+    with pytest.raises(StoreUnavailable):
+        await _service(store).SubmitHeartRate(_req(70))
+
+
+async def test_rejected_reading_is_answered_even_when_store_is_down() -> None:
+    """A rejected reading needs no write, so it is answered normally with the store down."""
+    store = FakeStore()
+    store.writes_down = True
+    resp = await _service(store).SubmitHeartRate(_req(250))
+    assert resp.reject_reason == pb.REJECT_REASON_BPM_OUT_OF_RANGE
+
+
+# --- StreamHeartRate ----------------------------------------------------------------------------
+
+
+async def test_stream_answers_in_order() -> None:
+    """Each reading of a stream gets its own answer, in the order sent."""
+    store = FakeStore()
+    bpms = [70, 200, 160, 45, 30, 100, 120, 181, 90, 60]
+    reqs = [_req(b, NOW - 10_000 + i) for i, b in enumerate(bpms)]
+    answers = await _answers(_service(store), reqs)
+    assert [a.timestamp_ms for a in answers] == [r.timestamp_ms for r in reqs]
+    assert [a.success for a in answers] == [40 <= b <= 180 for b in bpms]
+    assert sorted(store.stored("u1").values()) == sorted(b for b in bpms if 40 <= b <= 180)
+
+
+async def test_stream_bad_user_id_is_answered_per_reading() -> None:
+    """A reading with a bad user_id answers INVALID_USER_ID; the others are stored."""
+    store = FakeStore()
+    reqs = [_req(70, NOW - 3), _req(71, NOW - 2, user="bad user!"), _req(72, NOW - 1)]
+    answers = await _answers(_service(store), reqs)
+    assert [a.success for a in answers] == [True, False, True]
+    assert answers[1].reject_reason == pb.REJECT_REASON_INVALID_USER_ID
+    assert "user_id" in answers[1].error
+    assert store.stored("u1") == {NOW - 3: 70, NOW - 1: 72}
+
+
+async def test_stream_store_down_answers_each_reading_and_goes_on() -> None:
+    """With Redis down each reading answers STORE_UNAVAILABLE; once it is back, readings store."""
+    store = FakeStore()
+    store.writes_down = True
+    svc = _service(store)
+    first_two_answered = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.HeartRateRequest]:
+        yield _req(70, NOW - 3)
+        yield _req(71, NOW - 2)
+        await first_two_answered.wait()
+        yield _req(72, NOW - 1)
+
+    answers: list[pb.HeartRateResponse] = []
+    async with asyncio.timeout(GUARD_S):
+        async for a in svc.StreamHeartRate(requests()):
+            answers.append(a)
+            if len(answers) == 2:
+                store.writes_down = False
+                first_two_answered.set()
+    reasons = [a.reject_reason for a in answers]
+    assert reasons == [pb.REJECT_REASON_STORE_UNAVAILABLE] * 2 + [0]
+    assert all("Redis" in a.error for a in answers[:2])
+    assert store.stored("u1") == {NOW - 1: 72}
+
+
+async def test_stream_profile_read_failure_answers_store_unavailable() -> None:
+    """A store that cannot read bands answers STORE_UNAVAILABLE per reading (not an error)."""
+    store = FakeStore()
+    store.reads_down = True
+    answers = await _answers(_service(store), [_req(70, NOW - 2), _req(71, NOW - 1)])
+    assert [a.reject_reason for a in answers] == [pb.REJECT_REASON_STORE_UNAVAILABLE] * 2
+
+
+async def test_stream_with_no_readings_ends_with_no_answers() -> None:
+    """An empty stream ends with no answers."""
+    assert await _answers(_service(), []) == []
+
+
+# --- SubmitHeartRateBatch -----------------------------------------------------------------------
+
+
+async def test_batch_counts_and_results() -> None:
+    """accepted / rejected / duplicate counts; results only for rejected and alerting readings."""
+    store = FakeStore()
+    svc = _service(store)
+    await svc.SubmitHeartRate(_req(80, NOW - 4000))  # makes the batch's first reading a duplicate
+    ts = [NOW - 4000, NOW - 3000, NOW - 2000, NOW - 1000, NOW]
+    resp = await svc.SubmitHeartRateBatch(
+        pb.HeartRateBatchRequest(user_id="u1", bpm=[80, 70, 200, 160, 75], timestamps_ms=ts)
+    )
+    assert (resp.accepted, resp.rejected, resp.duplicate) == (3, 1, 1)
+    got = [(r.index, r.success, r.reject_reason, r.alert_type) for r in resp.results]
+    assert got == [
+        (2, False, pb.REJECT_REASON_BPM_OUT_OF_RANGE, pb.NONE),
+        (3, True, 0, pb.HIGH_HEART_RATE),
+    ]
+    assert "40-180" in resp.results[0].error
+    assert (resp.alert_active, resp.alert_type) == (True, pb.HIGH_HEART_RATE)
+    assert store.stored("u1") == {NOW - 4000: 80, NOW - 3000: 70, NOW - 1000: 160, NOW: 75}
+
+
+async def test_batch_in_seconds_is_converted_to_ms() -> None:
+    """A batch with timestamps in seconds is stored at those seconds times 1000."""
+    store = FakeStore()
+    s = NOW // 1000
+    resp = await _service(store).SubmitHeartRateBatch(
+        pb.HeartRateBatchRequest(user_id="u1", bpm=[70, 71], timestamps=[s - 2, s - 1])
+    )
+    assert resp.accepted == 2
+    assert store.stored("u1") == {(s - 2) * 1000: 70, (s - 1) * 1000: 71}
+
+
+async def test_batch_all_rejected_reports_stored_alert_state() -> None:
+    """With nothing written, the alert fields come from the user's stored alert state."""
+    svc = _service()
+    await svc.SubmitHeartRate(_req(170, NOW - 5000))  # raises a HIGH alert (sustain 0)
+    resp = await svc.SubmitHeartRateBatch(
+        pb.HeartRateBatchRequest(user_id="u1", bpm=[250], timestamps_ms=[NOW])
+    )
+    assert (resp.accepted, resp.rejected) == (0, 1)
+    assert (resp.alert_active, resp.alert_type) == (True, pb.HIGH_HEART_RATE)
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.HeartRateBatchRequest(user_id="u1"), "bpm"),
+        (
+            pb.HeartRateBatchRequest(user_id="u1", bpm=[70, 71], timestamps_ms=[NOW]),
+            "timestamps_ms",
+        ),
+        (pb.HeartRateBatchRequest(user_id="u1", bpm=[70], timestamps=[1, 2]), "timestamps"),
+        (pb.HeartRateBatchRequest(user_id="no spaces", bpm=[70], timestamps_ms=[NOW]), "user_id"),
+    ],
+)
+async def test_batch_bad_request_raises_invalid_request(
+    request_: pb.HeartRateBatchRequest, field: str
+) -> None:
+    """A malformed batch raises InvalidRequest naming the field."""
+    with pytest.raises(InvalidRequest) as info:
+        await _service().SubmitHeartRateBatch(request_)
+    assert info.value.field == field
+
+
+async def test_batch_raises_store_unavailable_when_write_fails() -> None:
+    """A store that refuses the write makes SubmitHeartRateBatch raise StoreUnavailable."""
+    store = FakeStore()
+    store.writes_down = True
+    with pytest.raises(StoreUnavailable):
+        await _service(store).SubmitHeartRateBatch(
+            pb.HeartRateBatchRequest(user_id="u1", bpm=[70], timestamps_ms=[NOW])
+        )
+
+
+# --- GetHeartRateStatus -------------------------------------------------------------------------
+
+
+async def test_status_shows_newest_readings_first_with_stats() -> None:
+    """recent_count newest readings, newest first, with their statistics and default thresholds."""
+    svc = _service()
+    for i, b in enumerate([60, 70, 80, 160]):
+        await svc.SubmitHeartRate(_req(b, NOW - 4000 + 1000 * i))
+    resp = await svc.GetHeartRateStatus(pb.StatusRequest(user_id="u1", recent_count=3))
+    assert [m.bpm for m in resp.recent_measurements] == [160, 80, 70]
+    assert [m.timestamp_ms for m in resp.recent_measurements] == [
+        NOW - 1000,
+        NOW - 2000,
+        NOW - 3000,
+    ]
+    assert [m.triggered_alert for m in resp.recent_measurements] == [True, False, False]
+    assert resp.recent_measurements[0].timestamp == (NOW - 1000) // 1000
+    assert (resp.stats.count, resp.stats.min_bpm, resp.stats.max_bpm) == (3, 70, 160)
+    assert resp.stats.average_bpm == pytest.approx(310 / 3)
+    assert (resp.alert_active, resp.alert_type) == (True, pb.HIGH_HEART_RATE)
+    t = resp.thresholds
+    assert (t.valid_min_bpm, t.valid_max_bpm, t.normal_low_bpm, t.normal_high_bpm) == (
+        40,
+        180,
+        50,
+        150,
+    )
+    assert (t.alert_sustain_seconds, t.alert_clear_readings) == (0, 3)
+
+
+async def test_status_of_unknown_user_is_empty() -> None:
+    """A user with no readings has no measurements, count 0 and no alert."""
+    resp = await _service().GetHeartRateStatus(pb.StatusRequest(user_id="nobody"))
+    assert len(resp.recent_measurements) == 0
+    assert (resp.stats.count, resp.alert_active) == (0, False)
+
+
+async def test_status_default_recent_count_is_ten() -> None:
+    """recent_count 0 means the 10 newest readings."""
+    svc = _service()
+    await svc.SubmitHeartRateBatch(
+        pb.HeartRateBatchRequest(
+            user_id="u1", bpm=[70] * 15, timestamps_ms=[NOW - 20_000 + i for i in range(15)]
+        )
+    )
+    resp = await svc.GetHeartRateStatus(pb.StatusRequest(user_id="u1"))
+    assert len(resp.recent_measurements) == 10
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.StatusRequest(user_id="u1", recent_count=-1), "recent_count"),
+        (pb.StatusRequest(user_id="bad user"), "user_id"),
+    ],
+)
+async def test_status_bad_request_raises_invalid_request(
+    request_: pb.StatusRequest, field: str
+) -> None:
+    """A negative recent_count or malformed user_id raises InvalidRequest naming it."""
+    with pytest.raises(InvalidRequest) as info:
+        await _service().GetHeartRateStatus(request_)
+    assert info.value.field == field
+
+
+async def test_profile_band_applies_to_thresholds_and_classification() -> None:
+    """A profile's normal band shows in the thresholds and classifies later readings."""
+    svc = _service()
+    profile = pb.UserProfile(user_id="u1", normal_low_bpm=55, normal_high_bpm=140)
+    await svc.SetUserProfile(pb.SetUserProfileRequest(profile=profile))
+    resp = await svc.SubmitHeartRate(_req(145))
+    assert (resp.alert_triggered, resp.alert_type) == (True, pb.HIGH_HEART_RATE)
+    status = await svc.GetHeartRateStatus(pb.StatusRequest(user_id="u1"))
+    assert (status.thresholds.normal_low_bpm, status.thresholds.normal_high_bpm) == (55, 140)
+
+
+# --- CalculateExerciseZones ---------------------------------------------------------------------
+
+
+async def test_zones_from_sent_measurements() -> None:
+    """Sent readings: HRmax from age (Fox), time in zones and averages."""
+    resp = await _service().CalculateExerciseZones(
+        pb.ExerciseZoneRequest(user_id="u1", age=30, measurements=_measurements([120] * 61))
+    )
+    assert (resp.hr_max_bpm, resp.reading_count, resp.total_duration) == (190, 61, 60)
+    assert resp.average_heart_rate == pytest.approx(120.0)
+    assert (resp.zone1_time, resp.zone2_time, resp.zone3_time) == (0, 60, 0)
+    assert resp.zone_model == pb.ZONE_MODEL_PERCENT_HRMAX
+
+
+async def test_zones_from_columnar_readings() -> None:
+    """Columnar bpm/timestamps_ms give the same analysis as measurements."""
+    ts = [NOW - 60_000 + 1000 * i for i in range(61)]
+    resp = await _service().CalculateExerciseZones(
+        pb.ExerciseZoneRequest(user_id="u1", age=30, bpm=[120] * 61, timestamps_ms=ts)
+    )
+    assert (resp.hr_max_bpm, resp.reading_count, resp.total_duration) == (190, 61, 60)
+
+
+async def test_zones_use_profile_age_when_request_has_none() -> None:
+    """Request age 0: the user's profile age is used."""
+    svc = _service()
+    await svc.SetUserProfile(pb.SetUserProfileRequest(profile=pb.UserProfile(user_id="u1", age=40)))
+    resp = await svc.CalculateExerciseZones(
+        pb.ExerciseZoneRequest(user_id="u1", measurements=_measurements([120] * 5))
+    )
+    assert resp.hr_max_bpm == 180
+
+
+async def test_zones_from_stored_range() -> None:
+    """A stored_range analyses the user's stored readings in that range."""
+    svc = _service()
+    ts = [NOW - 60_000 + 1000 * i for i in range(61)]
+    await svc.SubmitHeartRateBatch(
+        pb.HeartRateBatchRequest(user_id="u1", bpm=[120] * 61, timestamps_ms=ts)
+    )
+    rng = pb.StoredRange(from_timestamp_ms=ts[0], to_timestamp_ms=ts[-1])
+    resp = await svc.CalculateExerciseZones(
+        pb.ExerciseZoneRequest(user_id="u1", age=30, stored_range=rng)
+    )
+    assert (resp.reading_count, resp.total_duration) == (61, 60)
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.ExerciseZoneRequest(age=0, measurements=_measurements([120] * 5)), "age"),
+        (pb.ExerciseZoneRequest(age=-1, measurements=_measurements([120] * 5)), "age"),
+        (pb.ExerciseZoneRequest(age=-30, measurements=_measurements([120] * 5)), "age"),
+        (pb.ExerciseZoneRequest(age=121, measurements=_measurements([120] * 5)), "age"),
+        (pb.ExerciseZoneRequest(age=30), "measurements"),
+        (pb.ExerciseZoneRequest(age=30, bpm=[120, 121], timestamps_ms=[NOW]), "timestamps_ms"),
+        (
+            pb.ExerciseZoneRequest(
+                age=30, stored_range=pb.StoredRange(from_timestamp_ms=NOW, to_timestamp_ms=NOW - 1)
+            ),
+            "stored_range",
+        ),
+        (
+            pb.ExerciseZoneRequest(
+                age=30, stored_range=pb.StoredRange(from_timestamp_ms=1, to_timestamp_ms=2)
+            ),
+            "stored_range",
+        ),
+        (pb.ExerciseZoneRequest(user_id="bad user", age=30), "user_id"),
+    ],
+)
+async def test_zones_bad_request_raises_invalid_request(
+    request_: pb.ExerciseZoneRequest, field: str
+) -> None:
+    """A bad zone request (age <= 0, no readings, bad range) raises InvalidRequest naming it."""
+    with pytest.raises(InvalidRequest) as info:
+        await _service().CalculateExerciseZones(request_)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+async def test_bad_zone_request_does_not_fail_its_round() -> None:
+    """A bad request answered with InvalidRequest leaves the requests of its round answered."""
+    svc = _service()
+    good = pb.ExerciseZoneRequest(age=30, measurements=_measurements([120] * 5))
+    bad = pb.ExerciseZoneRequest(age=-1, measurements=_measurements([120] * 5))
+    results = await asyncio.gather(
+        svc.CalculateExerciseZones(good),
+        svc.CalculateExerciseZones(bad),
+        svc.CalculateExerciseZones(good),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], InvalidRequest)
+    assert all(isinstance(r, pb.ExerciseZoneResponse) for r in (results[0], results[2]))
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+
+async def test_set_then_get_profile() -> None:
+    """SetUserProfile stores the profile; GetUserProfile returns it."""
+    svc = _service()
+    profile = pb.UserProfile(
+        user_id="u1", age=35, sex=pb.SEX_FEMALE, resting_bpm=55, max_hr_bpm=185
+    )
+    set_resp = await svc.SetUserProfile(pb.SetUserProfileRequest(profile=profile))
+    got = await svc.GetUserProfile(pb.GetUserProfileRequest(user_id="u1"))
+    assert set_resp.profile == profile
+    assert got.profile == profile
+
+
+async def test_get_missing_profile_raises_not_found() -> None:
+    """GetUserProfile for a user without a profile raises NotFound."""
+    with pytest.raises(NotFound, match="nobody"):
+        await _service().GetUserProfile(pb.GetUserProfileRequest(user_id="nobody"))
+
+
+@pytest.mark.parametrize(
+    ("profile", "field"),
+    [
+        (pb.UserProfile(user_id="u1", age=500), "age"),
+        (pb.UserProfile(user_id="u1", resting_bpm=10), "resting_bpm"),
+        (pb.UserProfile(user_id="u1", normal_low_bpm=150, normal_high_bpm=100), "normal_low_bpm"),
+        (pb.UserProfile(user_id="bad user"), "user_id"),
+    ],
+)
+async def test_set_bad_profile_raises_invalid_request(profile: pb.UserProfile, field: str) -> None:
+    """An invalid profile raises InvalidRequest naming the field and is not stored."""
+    store = FakeStore()
+    with pytest.raises(InvalidRequest) as info:
+        await _service(store).SetUserProfile(pb.SetUserProfileRequest(profile=profile))
+    assert info.value.field == field
+    assert store.profiles == {}
+
+
+# --- a validator part that fails ----------------------------------------------------------------
+
+
+async def test_failing_validator_part_fails_only_its_unary_callers() -> None:
+    """Unary callers in the failed part get DependencyUnavailable; the others are stored."""
+    store = FakeStore()
+    validator = PartFailingValidator(per_call=3)
+    svc = _service(store, validator)
+    bpms = [70, 71, 72, FAIL_BPM, 73, 74]
+    results = await asyncio.gather(
+        *(svc.SubmitHeartRate(_req(b, user=f"u{i}")) for i, b in enumerate(bpms)),
+        return_exceptions=True,
+    )
+    assert validator.parts == [[70, 71, 72], [FAIL_BPM, 73, 74]]
+    assert all(isinstance(r, pb.HeartRateResponse) and r.success for r in results[:3])
+    assert all(isinstance(r, DependencyUnavailable) for r in results[3:])
+    assert sorted(store.readings) == ["u0", "u1", "u2"]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "bad_caller", "failed"),
+    [
+        ([2, 2, 1], 2, {1, 2}),
+        ([2, 2, 1], 0, {0}),
+        ([1, 1, 1, 1], 3, {3}),
+        ([1, 1, 1, 1], 1, {0, 1, 2}),
+        ([5, 1], 1, {1}),
+        ([5, 1], 0, {0}),
+        ([1, 2, 3], 1, {0, 1}),
+        ([1, 2, 3], 2, {2}),
+        ([3, 3, 3], 1, {1}),
+    ],
+)
+async def test_failing_validator_part_fails_only_its_batch_callers(
+    sizes: list[int], bad_caller: int, failed: set[int]
+) -> None:
+    """Parts of <= 3 readings are cut by caller; a failed part fails only the callers in it."""
+    store = FakeStore()
+    svc = _service(store, PartFailingValidator(per_call=3))
+
+    def batch(i: int, n: int) -> pb.HeartRateBatchRequest:
+        bpm = [70 + k for k in range(n)]
+        if i == bad_caller:
+            bpm[-1] = FAIL_BPM
+        return pb.HeartRateBatchRequest(
+            user_id=f"u{i}", bpm=bpm, timestamps_ms=[NOW - 10 + k for k in range(n)]
+        )
+
+    results = await asyncio.gather(
+        *(svc.SubmitHeartRateBatch(batch(i, n)) for i, n in enumerate(sizes)),
+        return_exceptions=True,
+    )
+    assert {i for i, r in enumerate(results) if isinstance(r, DependencyUnavailable)} == failed
+    for i, (r, n) in enumerate(zip(results, sizes, strict=True)):
+        if i not in failed:
+            assert isinstance(r, pb.HeartRateBatchResponse) and r.accepted == n
+    assert set(store.readings) == {f"u{i}" for i in range(len(sizes))} - {f"u{i}" for i in failed}
+
+
+async def test_failing_validator_part_in_stream_answers_service_unavailable() -> None:
+    """Stream readings in the failed part answer SERVICE_UNAVAILABLE; the stream goes on."""
+    store = FakeStore()
+    svc = _service(store, PartFailingValidator(per_call=3))
+    first_round_answered = asyncio.Event()
+    bpms = [70, 71, 72, 73, FAIL_BPM, 74]
+
+    async def requests() -> AsyncIterator[pb.HeartRateRequest]:
+        for i, b in enumerate(bpms):
+            yield _req(b, NOW - 100 + i)
+        await first_round_answered.wait()
+        yield _req(75, NOW - 1)
+
+    answers: list[pb.HeartRateResponse] = []
+    async with asyncio.timeout(GUARD_S):
+        async for a in svc.StreamHeartRate(requests()):
+            answers.append(a)
+            if len(answers) == len(bpms):
+                first_round_answered.set()
+    unavailable = pb.REJECT_REASON_SERVICE_UNAVAILABLE
+    assert [a.reject_reason for a in answers] == [0, 0, 0, unavailable, unavailable, unavailable, 0]
+    assert all(a.error for a in answers[3:6])
+    assert store.stored("u1") == {NOW - 100: 70, NOW - 99: 71, NOW - 98: 72, NOW - 1: 75}
+
+
+# --- a zone part that fails ---------------------------------------------------------------------
+
+
+def _job(bpm: Sequence[int]) -> ZoneJob:
+    ts = np.arange(len(bpm), dtype=np.int64) * 1000 + NOW - 60_000
+    return ZoneJob(ts, np.asarray(bpm, dtype=np.int32), {"age": 30})
+
+
+async def test_zone_rounds_fail_only_the_failed_parts_jobs() -> None:
+    """ZoneRounds answers each job of a failed part with its error, the rest with analyses."""
+    zones = PartFailingZones(per_call=10)
+    jobs = [_job([120] * 5), _job([120] * 5), _job([120, FAIL_BPM, 120, 120, 120]), _job([120] * 5)]
+    out = await ZoneRounds(zones).analyse(jobs)
+    assert zones.parts == [2, 2]
+    assert [type(r).__name__ for r in out] == [
+        "SessionAnalysis",
+        "SessionAnalysis",
+        "DependencyUnavailable",
+        "DependencyUnavailable",
+    ]
+
+
+async def test_zone_rounds_keep_a_jobs_invalid_request_in_place() -> None:
+    """A job's own InvalidRequest is its result; the other jobs of its part are analysed."""
+    bad = ZoneJob(np.arange(3, dtype=np.int64), np.full(3, 120, np.int32), {"age": -1})
+    out = await ZoneRounds(LocalZones()).analyse([_job([120] * 3), bad, _job([120] * 3)])
+    assert isinstance(out[0], SessionAnalysis) and isinstance(out[2], SessionAnalysis)
+    assert isinstance(out[1], InvalidRequest) and out[1].field == "age"
+
+
+async def test_zone_rounds_send_a_big_job_alone() -> None:
+    """A job larger than max_readings_per_call is a part of its own."""
+    zones = PartFailingZones(per_call=4)
+    out = await ZoneRounds(zones).analyse([_job([120] * 2), _job([120] * 9), _job([120] * 2)])
+    assert zones.parts == [1, 1, 1]
+    assert all(isinstance(r, SessionAnalysis) for r in out)
+
+
+async def test_failing_zone_part_fails_only_its_callers() -> None:
+    """CalculateExerciseZones callers in the failed part get DependencyUnavailable."""
+    zones = PartFailingZones(per_call=10)
+    svc = _service(zones=zones)
+    bpms = [[120] * 5, [121] * 5, [120, FAIL_BPM, 120, 120, 120], [122] * 5]
+    results = await asyncio.gather(
+        *(
+            svc.CalculateExerciseZones(
+                pb.ExerciseZoneRequest(age=30, measurements=_measurements(b))
+            )
+            for b in bpms
+        ),
+        return_exceptions=True,
+    )
+    assert zones.parts == [2, 2]
+    assert all(isinstance(r, pb.ExerciseZoneResponse) for r in results[:2])
+    assert all(isinstance(r, DependencyUnavailable) for r in results[2:])
+    assert isinstance(results[1], pb.ExerciseZoneResponse)
+    assert results[1].average_heart_rate == pytest.approx(121.0)
+
+
+# --- splitting ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("weights", "limit", "groups"),
+    [
+        ([], 3, []),
+        ([1], 3, [[0]]),
+        ([1, 1, 1], 3, [[0, 1, 2]]),
+        ([1, 1, 1, 1], 3, [[0, 1, 2], [3]]),
+        ([2, 2, 1], 3, [[0], [1, 2]]),
+        ([5, 1], 3, [[0], [1]]),
+        ([1, 5, 1], 3, [[0], [1], [2]]),
+        ([3, 3], 3, [[0], [1]]),
+        ([0, 3, 0], 3, [[0, 1, 2]]),
+    ],
+)
+def test_split_by_weight(weights: list[int], limit: int, groups: list[list[int]]) -> None:
+    """Consecutive items grouped up to limit; an item over limit is a group of its own."""
+    assert split_by_weight(weights, limit) == groups
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("down", "expected"), [(False, 1), (True, 2)])
+async def test_health_follows_the_store(down: bool, expected: int) -> None:
+    """SERVING (1) with the store up, NOT_SERVING (2) with it down; unknown names are None."""
+    store = FakeStore()
+    store.writes_down = down
+    svc = _service(store)
+    assert await svc.health_status("heartrate.HeartRateMonitor") == expected
+    assert await svc.health_status("no.such.Service") is None
+
+
+# --- imports ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module", ["heartrate_serve.loadtest.baseline_server", "heartrate_serve.service.service"]
+)
+def test_module_does_not_import_ray(module: str) -> None:
+    """The service core and the plain baseline run without importing Ray."""
+    code = (
+        f"import {module}, sys; "
+        "bad = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')); "
+        "assert not bad, bad"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
