@@ -73,9 +73,7 @@ class GroupCommit(Generic[T, P, R]):
         """Starts rounds from the queue while fewer than max_rounds are open."""
         self._scheduled = False
         while (
-            self._queue
-            and self._open < self._max_rounds
-            and self._preparing < self._max_preparing
+            self._queue and self._open < self._max_rounds and self._preparing < self._max_preparing
         ):
             batch = self._take_round()
             if not batch:
