@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 from heartrate_serve.runtime.ray_runtime import free_port
+from tests.support import promtool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,11 +140,7 @@ class Prometheus:
 
 
 def _binaries() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("promtool_helper", ROOT / "tests" / "promtool.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    found, why = module.binaries()
+    found, why = promtool.binaries()
     if why is not None:
         pytest.skip(why)
     return dict(found)

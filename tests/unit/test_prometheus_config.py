@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -11,6 +10,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.support import promtool as promtool_helper
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -33,12 +34,8 @@ OUR_METRICS = {
 
 
 def load_promtool() -> ModuleType:
-    """tests/promtool.py, loaded by path (tests is not a package)."""
-    spec = importlib.util.spec_from_file_location("promtool_helper", ROOT / "tests" / "promtool.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The promtool helper (tests/support/promtool.py)."""
+    return promtool_helper
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import asdict
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -14,20 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heartrate_serve.core.zones import banister_trimp, edwards_trimp, time_in_zones
-
-
-def _load_reference() -> ModuleType:
-    """tests/reference_zones.py, loaded by path (tests is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "reference_zones.py"
-    spec = importlib.util.spec_from_file_location("reference_zones", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("reference_zones", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+from tests.support import reference_zones as ref
 
 # Timestamps on a coarse grid so duplicates and exact gap-boundary intervals are common.
 readings = st.lists(
