@@ -8,6 +8,7 @@ replicas, never at import time.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,8 @@ from heartrate_serve.service.metrics import (
     use,
 )
 from heartrate_serve.settings import Settings
+
+FLUSH_S = 1.0
 
 
 def in_replica() -> bool:
@@ -76,6 +79,10 @@ class RayMetrics(ServiceMetrics):
         self._serving = b.Gauge("heartrate_health_serving", "1 when the health probe is SERVING.")
         self._open = 0
         self._streams.set(0)
+        # Reading counts are summed here and handed to Ray once per FLUSH_S (Ray exports every
+        # ~10 s anyway): one Ray metric call per (counter, labels) a second, not per RPC.
+        self._pending: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._flush_scheduled = False
 
     def outcome(self, rpc: str, reason: NDArray[np.uint8], duplicate: NDArray[np.bool_]) -> None:
         """Counts one call's readings (a BatchOutcome's reason and duplicate arrays)."""
@@ -86,12 +93,31 @@ class RayMetrics(ServiceMetrics):
     ) -> None:
         """Counts readings accepted, rejected (by reason name) and duplicate for an RPC."""
         if accepted:
-            self._accepted.inc(accepted, {"rpc": rpc})
+            self._add("accepted", accepted, (("rpc", rpc),))
         if duplicate:
-            self._duplicate.inc(duplicate, {"rpc": rpc})
+            self._add("duplicate", duplicate, (("rpc", rpc),))
         for reason, n in rejected_by_reason.items():
             if n:
-                self._rejected.inc(n, {"rpc": rpc, "reason": reason})
+                self._add("rejected", n, (("rpc", rpc), ("reason", reason)))
+
+    def _add(self, counter: str, n: int, tags: tuple[tuple[str, str], ...]) -> None:
+        key = (counter, tags)
+        self._pending[key] = self._pending.get(key, 0) + n
+        if self._flush_scheduled:
+            return
+        try:
+            asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+            self._flush_scheduled = True
+        except RuntimeError:  # no event loop (tests): hand the counts over at once
+            self.flush()
+
+    def flush(self) -> None:
+        """Hands the summed reading counts to Ray's counters."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        counters = {"accepted": self._accepted, "duplicate": self._duplicate}
+        for (counter, tags), n in pending.items():
+            counters.get(counter, self._rejected).inc(n, dict(tags))
 
     def alerts(
         self, events: Mapping[str, tuple[int, int]], active: Mapping[str, tuple[int, int]]

@@ -108,6 +108,9 @@ class ServiceMetrics:
     def health(self, serving: bool) -> None:
         """The health probe's latest answer."""
 
+    def flush(self) -> None:
+        """Hands counts summed so far to the backend (RayMetrics sums reading counts per second)."""
+
 
 NO_METRICS = ServiceMetrics()
 _current: ServiceMetrics = NO_METRICS

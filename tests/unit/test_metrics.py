@@ -196,6 +196,7 @@ async def test_pipeline_reports_readings_batches_and_alerts(backend: FakeBackend
     ts = np.array([NOW - 5, NOW - 6, DUP_TS], np.int64)
     batch = ReadingBatch("u", np.array([160, 200, 70], np.int32), ts)
     await _pipeline().submit(batch, "StreamHeartRate")
+    m.current().flush()  # reading counts are summed and handed over once a second
     met = backend.metrics
     assert met["heartrate_readings_accepted"].total(rpc="StreamHeartRate") == 1
     assert met["heartrate_readings_duplicate"].total(rpc="StreamHeartRate") == 1
@@ -224,3 +225,14 @@ def test_redis_up_gauge_is_zero_without_redis() -> None:
         watch = RedisUpGauge(url, backend=backend)
         assert watch.poll() is False
         assert watch._gauge.value == 0
+
+
+async def test_reading_counts_are_summed_until_flushed(backend: FakeBackend) -> None:
+    """Inside an event loop RayMetrics sums reading counts and hands them over in one call."""
+    metrics = m.current()
+    metrics.readings("SubmitHeartRate", 1, {}, 0)
+    metrics.readings("SubmitHeartRate", 2, {"bpm_out_of_range": 1}, 0)
+    assert backend.metrics["heartrate_readings_accepted"].calls == []
+    metrics.flush()
+    assert backend.metrics["heartrate_readings_accepted"].calls == [(3, {"rpc": "SubmitHeartRate"})]
+    assert backend.metrics["heartrate_readings_rejected"].total(reason="bpm_out_of_range") == 1
