@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/pyright
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/compat
@@ -42,6 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/pyright
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -70,16 +70,16 @@ class Settings(BaseModel):
     # power loss or kernel crash (none on a process crash); always loses none but costs a disk
     # flush per write.
     redis_fsync: Literal["everysec", "always", "no"] = "everysec"
-    redis_pool_size: int = Field(64, ge=1, le=10_000)
+    redis_pool_size: int = Field(default=64, ge=1, le=10_000)
     # Socket timeout for every Redis call, seconds.
-    redis_timeout_s: float = Field(2.0, gt=0)
-    retention_days: int = Field(30, ge=1, le=36_500)
+    redis_timeout_s: float = Field(default=2.0, gt=0)
+    retention_days: int = Field(default=30, ge=1, le=36_500)
     # haproxy: Serve's HAProxy ingress (fast, default); proxy: Serve's Python gRPC proxy.
     ingress_mode: Literal["haproxy", "proxy"] = "haproxy"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
     # LOG_DIR/server.log is rotated at this size (and weekly); this many rotated files are kept.
-    log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024, le=2**40)
-    log_backups: int = Field(5, ge=0, le=1000)
+    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=2**40)
+    log_backups: int = Field(default=5, ge=0, le=1000)
     # Where this run keeps Ray's session files and HAProxy's state (short: unix socket paths are
     # limited to 107 bytes). None: the launcher makes a new /tmp/hrs-* folder per run.
     instance_dir: Path | None = None

@@ -98,7 +98,9 @@ class RayRuntime:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 try:
-                    resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                    resp = stub.Check(  # pyright: ignore[reportAttributeAccessIssue]
+                        health_pb2.HealthCheckRequest(), timeout=2
+                    )
                     if resp.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:

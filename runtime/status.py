@@ -95,7 +95,7 @@ def fetch_status(address: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Prints the instance's Serve status; see the module docstring for exit codes."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("instance_dir", nargs="?", type=Path)
     parser.add_argument("--json", action="store_true", help="serve.status() as JSON")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")  # a submitted item
 P = TypeVar("P")  # what `prepare` hands to `commit` for the whole round
@@ -105,6 +105,7 @@ class GroupCommit(Generic[T, P, R]):
         if self._on_round is not None:
             self._on_round(len(items), sum(self._weight(it) for it in items))
         try:
+            prepared: P | None = None
             try:
                 prepared = await self._prepare(items)
                 failed = False
@@ -117,7 +118,7 @@ class GroupCommit(Generic[T, P, R]):
             if previous is not None:
                 await asyncio.wait([previous])  # commits stay in round order, one at a time
             if not failed:
-                await self._run_commit(batch, prepared)
+                await self._run_commit(batch, cast(P, prepared))
         finally:
             self._open -= 1
             self._start_rounds()

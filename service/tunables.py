@@ -46,11 +46,11 @@ class _Tunables(BaseModel):
 class IngressTunables(_Tunables):
     """The ingress's user_config."""
 
-    alert_sustain_s: int = Field(ALERT_SUSTAIN_S, ge=0)
-    alert_clear_readings: int = Field(ALERT_CLEAR_READINGS, ge=1)
+    alert_sustain_s: int = Field(default=ALERT_SUSTAIN_S, ge=0)
+    alert_clear_readings: int = Field(default=ALERT_CLEAR_READINGS, ge=1)
     # How long a replica trusts a cached profile band; another replica's change shows after this.
-    profile_cache_ttl_s: float = Field(5.0, ge=0)
-    max_gap_s: int = Field(DEFAULT_MAX_GAP_S, ge=0)
+    profile_cache_ttl_s: float = Field(default=5.0, ge=0)
+    max_gap_s: int = Field(default=DEFAULT_MAX_GAP_S, ge=0)
 
     def alert_rules(self) -> AlertRules:
         """The hysteresis rules for the store's alert state machine."""
@@ -60,11 +60,11 @@ class IngressTunables(_Tunables):
 class ValidatorTunables(_Tunables):
     """The validator's user_config: the bands and timestamp limits."""
 
-    valid_min_bpm: int = Field(VALID_MIN_BPM, ge=1)
-    valid_max_bpm: int = Field(VALID_MAX_BPM, ge=1)
-    normal_low_bpm: int = Field(NORMAL_LOW_BPM, ge=1)
-    normal_high_bpm: int = Field(NORMAL_HIGH_BPM, ge=1)
-    max_future_s: int = Field(MAX_FUTURE_MS // 1000, ge=0)
+    valid_min_bpm: int = Field(default=VALID_MIN_BPM, ge=1)
+    valid_max_bpm: int = Field(default=VALID_MAX_BPM, ge=1)
+    normal_low_bpm: int = Field(default=NORMAL_LOW_BPM, ge=1)
+    normal_high_bpm: int = Field(default=NORMAL_HIGH_BPM, ge=1)
+    max_future_s: int = Field(default=MAX_FUTURE_MS // 1000, ge=0)
 
     def rules(self, retention_days: int) -> ValidationRules:
         """The validation rules; raises InvalidRequest when the bands are inconsistent."""
