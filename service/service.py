@@ -8,6 +8,7 @@ adapters over this class that map the errors to status codes (service/status_cod
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -39,6 +40,7 @@ from heartrate_serve.service.zone_response import zone_response
 from heartrate_serve.service.zone_rounds import MAX_OPEN_ROUNDS as ZONE_OPEN_ROUNDS
 from heartrate_serve.service.zone_rounds import ZoneRounds
 
+log = logging.getLogger("heartrate_serve.service")
 STORE_DOWN = "Redis is down or unreachable: readings were not stored; retry later"
 Analyses = list[SessionAnalysis | BaseException]
 # Readings of one stream in flight at once (validated and stored together, answered in order).
@@ -115,6 +117,7 @@ class HeartRateService:
     ) -> AsyncIterator[pb.HeartRateResponse]:
         """One answer per reading, in order; a bad reading is answered and the stream goes on."""
         counts = {"sent": 0, "rejected": 0}
+        log.info("stream opened")
         current().stream(True)
         try:
             async for resp in ordered_map(requests, self._stream_one, STREAM_WINDOW):
@@ -123,6 +126,7 @@ class HeartRateService:
                 yield resp
         finally:
             current().stream(False)
+            log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
 
     async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
         """One reading of a stream: every problem is answered in the response, never raised."""
