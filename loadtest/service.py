@@ -1,9 +1,14 @@
 """Starting the real service exactly as `make run` does (the launcher as a subprocess), and
-measuring its process tree (RSS, CPU seconds) with psutil."""
+measuring its process tree (RSS, CPU seconds) with psutil.
+
+ServiceProcess is the one way the service is started from Python: by the benchmark, by
+`make loadtest` and (through tests/support/service.py) by the end-to-end tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,24 +23,45 @@ from heartrate_serve.runtime.ray_runtime import free_port
 
 SERVING_MARK = "SERVING on"
 STOP_TIMEOUT_S = 90.0
+LOG_TAIL_CHARS = 4000
+# The launcher's SERVING line names the instance folder: "status: .../heartrate-status <dir>; ".
+_INSTANCE_DIR = re.compile(r"heartrate-status (\S+);")
 
 
 class ServiceProcess:
-    """`python -m heartrate_serve.runtime.launcher` on free ports, data and logs in `workdir`.
+    """`python -m heartrate_serve.runtime.launcher`, data and logs in `workdir`.
+
+    The gRPC port is `grpc_port` when given (e.g. to restart on the same port), else a free one;
+    the metrics port is always a free one. `env` is added to (and overrides) the environment; the
+    launcher starts its embedded Redis unless `env` has a REDIS_URL. With new_session=True the
+    launcher gets its own session, so a terminal's Ctrl-C reaches only the caller (which stops
+    it), and a launcher that does not stop in time is killed with its whole process group.
 
     Its output is copied to `workdir/launcher.log` (and to stdout when echo=True)."""
 
-    def __init__(self, workdir: Path, *, echo: bool = False, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        echo: bool = False,
+        env: dict[str, str] | None = None,
+        grpc_port: int | None = None,
+        new_session: bool = False,
+    ):
         self.workdir = Path(workdir)
-        self.grpc_port = free_port()
+        self.grpc_port = free_port() if grpc_port is None else grpc_port
         self.metrics_port = free_port()
         while self.metrics_port == self.grpc_port:
             self.metrics_port = free_port()
         self._echo = echo
         self._extra_env = env or {}
+        self._new_session = new_session
         self.process: subprocess.Popen[str] | None = None
         self.serving = threading.Event()
         self.start_to_serving_s: float | None = None
+        self.instance_dir: Path | None = None  # from the SERVING line
+        self.stop_took_s: float | None = None  # signal to exit, when stop() sent one
+        self.killed = False  # stop() had to SIGKILL: the launcher did not stop in time
         self.lines: list[str] = []
         self._started_at = 0.0
 
@@ -43,6 +69,20 @@ class ServiceProcess:
     def target(self) -> str:
         """host:port of the gRPC endpoint."""
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC endpoint (the same as target)."""
+        return self.target
+
+    @property
+    def log_path(self) -> Path:
+        """The file the launcher's output is copied to."""
+        return self.workdir / "launcher.log"
+
+    def log_tail(self, n_chars: int = LOG_TAIL_CHARS) -> str:
+        """The last n_chars of the launcher's output so far, for error messages."""
+        return "".join(list(self.lines))[-n_chars:]
 
     def start(self) -> None:
         """Starts the launcher (returns at once; see wait_serving)."""
@@ -65,12 +105,14 @@ class ServiceProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",
+            start_new_session=self._new_session,
         )
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
         assert self.process is not None and self.process.stdout is not None
-        with open(self.workdir / "launcher.log", "a") as log:
+        with open(self.log_path, "a") as log:
             for line in self.process.stdout:
                 self.lines.append(line)
                 log.write(line)
@@ -80,35 +122,49 @@ class ServiceProcess:
                     sys.stdout.flush()
                 if SERVING_MARK in line and not self.serving.is_set():
                     self.start_to_serving_s = time.monotonic() - self._started_at
+                    found = _INSTANCE_DIR.search(line)
+                    self.instance_dir = Path(found.group(1)) if found else None
                     self.serving.set()
 
     def wait_serving(self, timeout_s: float = 120.0) -> float:
-        """Blocks until the launcher printed SERVING; returns seconds since start()."""
+        """Blocks until the launcher printed SERVING; returns seconds since start(). Raises
+        RuntimeError when the launcher exits first, TimeoutError after timeout_s; both with
+        the end of its output."""
         assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while not self.serving.wait(0.2):
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"the launcher exited with {self.process.returncode} before SERVING:\n"
-                    + "".join(self.lines[-30:])
+                    + self.log_tail()
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no SERVING after {timeout_s:.0f} s:\n" + "".join(self.lines))
+                raise TimeoutError(f"no SERVING after {timeout_s:.0f} s:\n" + self.log_tail())
         assert self.start_to_serving_s is not None
         return self.start_to_serving_s
 
-    def stop(self) -> int | None:
-        """SIGTERM to the launcher (it stops Serve, Ray and Redis), then waits for it."""
+    def stop(self, sig: int = signal.SIGTERM, *, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """Sends `sig` (SIGTERM or SIGINT: the launcher stops Serve, Ray and Redis), waits for
+        the launcher to exit and returns its exit code (None when never started). After
+        timeout_s it is killed (self.killed). The time from signal to exit is in stop_took_s;
+        a launcher that already exited is not signalled again."""
         proc = self.process
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            proc.send_signal(sig)
             try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
+                proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self.killed = True
+                if self._new_session:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
                 proc.wait()
+            self.stop_took_s = time.monotonic() - started
         return proc.returncode
 
 

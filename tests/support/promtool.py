@@ -1,9 +1,9 @@
 """Prometheus binaries for the tests: Debian's `prometheus` package, installed when missing.
 
-Loaded by path (tests is not a package): see load() in the test modules. Installing needs root
-and a reachable Debian mirror; without them the callers skip with the reason. The package would
-start a prometheus daemon where an init system runs; any prometheus process that appears during
-the install is stopped again, by its pid, so nothing is left listening on :9090.
+Imported as tests.support.promtool. Installing needs root and a reachable Debian mirror; without
+them the callers skip with the reason. The package would start a prometheus daemon where an init
+system runs; any prometheus process that appears during the install is stopped again, by its pid,
+so nothing is left listening on :9090.
 """
 
 from __future__ import annotations
