@@ -30,6 +30,7 @@ from heartrate_serve.service.metrics import (
 from heartrate_serve.settings import Settings
 
 FLUSH_S = 1.0
+GAUGE_REFRESH_S = 5.0
 
 
 def in_replica() -> bool:
@@ -83,6 +84,8 @@ class RayMetrics(ServiceMetrics):
         # ~10 s anyway): one Ray metric call per (counter, labels) a second, not per RPC.
         self._pending: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
         self._flush_scheduled = False
+        self._serving_now: int | None = None
+        self._gauges_kept = False
 
     def outcome(self, rpc: str, reason: NDArray[np.uint8], duplicate: NDArray[np.bool_]) -> None:
         """Counts one call's readings (a BatchOutcome's reason and duplicate arrays)."""
@@ -100,7 +103,28 @@ class RayMetrics(ServiceMetrics):
             if n:
                 self._add("rejected", n, (("rpc", rpc), ("reason", reason)))
 
+    def _keep_gauges(self) -> None:
+        """Re-records the gauges every GAUGE_REFRESH_S from the first call on: Ray's metrics
+        agent drops a gauge that was not recorded for a while (seen: active_streams vanished from
+        /metrics ~25 s after the last stream event)."""
+        if self._gauges_kept:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (tests)
+            return
+        self._gauges_kept = True
+
+        def refresh() -> None:
+            self._streams.set(self._open)
+            if self._serving_now is not None:
+                self._serving.set(self._serving_now)
+            loop.call_later(GAUGE_REFRESH_S, refresh)
+
+        loop.call_later(GAUGE_REFRESH_S, refresh)
+
     def _add(self, counter: str, n: int, tags: tuple[tuple[str, str], ...]) -> None:
+        self._keep_gauges()
         key = (counter, tags)
         self._pending[key] = self._pending.get(key, 0) + n
         if self._flush_scheduled:
@@ -133,6 +157,7 @@ class RayMetrics(ServiceMetrics):
         """A stream opened (True) or closed (False)."""
         self._open += 1 if opened else -1
         self._streams.set(self._open)
+        self._keep_gauges()
 
     def redis_call(self, op: str, seconds: float, ok: bool) -> None:
         """One Redis call of the store: its latency, and an error when not ok."""
@@ -153,4 +178,6 @@ class RayMetrics(ServiceMetrics):
 
     def health(self, serving: bool) -> None:
         """The health probe's latest answer."""
-        self._serving.set(1 if serving else 0)
+        self._serving_now = 1 if serving else 0
+        self._serving.set(self._serving_now)
+        self._keep_gauges()

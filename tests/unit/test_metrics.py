@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
@@ -236,3 +237,19 @@ async def test_reading_counts_are_summed_until_flushed(backend: FakeBackend) -> 
     metrics.flush()
     assert backend.metrics["heartrate_readings_accepted"].calls == [(3, {"rpc": "SubmitHeartRate"})]
     assert backend.metrics["heartrate_readings_rejected"].total(reason="bpm_out_of_range") == 1
+
+
+async def test_gauges_are_recorded_again_while_nothing_changes(
+    backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first stream event the open-streams gauge is re-recorded periodically (Ray's
+    agent drops gauges that are not recorded for a while)."""
+    monkeypatch.setattr(obs, "GAUGE_REFRESH_S", 0.01)
+    m.current().stream(True)
+    gauge = backend.metrics["heartrate_active_streams"]
+    recorded = len(gauge.calls)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(gauge.calls) >= recorded + 2:
+            break
+    assert len(gauge.calls) >= recorded + 2 and gauge.calls[-1][0] == 1
