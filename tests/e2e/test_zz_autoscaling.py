@@ -56,6 +56,30 @@ def _at_one(watch: ReplicaWatch) -> Any:
     return check
 
 
+async def _load_until_scaled(
+    watch: ReplicaWatch,
+    calls: list[Any],
+    stats: LoadStats,
+    max_s: float,
+    deployment: str,
+    what: str,
+) -> None:
+    """Runs one bounded load loop per call until `deployment` has 2 RUNNING replicas (fails after
+    max_s); the load always stops, whatever happens."""
+    stop = asyncio.Event()
+    deadline = time.monotonic() + max_s
+    tasks = [asyncio.create_task(loop_until(stop, deadline, call, stats)) for call in calls]
+    try:
+        await watch.wait_for(
+            lambda s: watch.running(deployment, s) >= 2,
+            max_s,
+            f"{deployment} at 2 RUNNING replicas {what} ({stats.units} units sent)",
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
 @pytest.mark.timeout(900)
 async def test_validator_and_zone_calculator_scale_on_their_own_load(service: Any) -> None:
     """Sustained batch ingest brings the Validator to 2 replicas (ZoneCalculator stays at 1),
@@ -75,7 +99,6 @@ async def test_validator_and_zone_calculator_scale_on_their_own_load(service: An
         # are stored at only ~50-65 k/s on this VM (Redis-bound), below the Validator's
         # 100 000 readings/s target, so they would test Redis rather than the policy.
         ingest = LoadStats()
-        stop = asyncio.Event()
 
         def ingest_client(c: int) -> Any:
             requests = [
@@ -94,19 +117,14 @@ async def test_validator_and_zone_calculator_scale_on_their_own_load(service: An
             return call
 
         a_start = time.monotonic()
-        a_tasks = [
-            asyncio.create_task(loop_until(stop, a_start + PHASE_A_MAX_S, ingest_client(c), ingest))
-            for c in range(INGEST_CLIENTS)
-        ]
-        try:
-            await watch.wait_for(
-                lambda s: watch.running("Validator", s) >= 2,
-                PHASE_A_MAX_S,
-                f"Validator at 2 RUNNING replicas under ingest load ({ingest.units} readings sent)",
-            )
-        finally:
-            stop.set()
-            await asyncio.gather(*a_tasks)
+        await _load_until_scaled(
+            watch,
+            [ingest_client(c) for c in range(INGEST_CLIENTS)],
+            ingest,
+            PHASE_A_MAX_S,
+            "Validator",
+            "under ingest load",
+        )
         a_time = time.monotonic() - a_start
         assert not ingest.errors, ingest.errors[:5]
         phase_a = watch.since(a_start)
@@ -115,7 +133,6 @@ async def test_validator_and_zone_calculator_scale_on_their_own_load(service: An
 
         # Phase B: sustained zone load, large columnar requests (by reference).
         zones = LoadStats()
-        stop = asyncio.Event()
         zone_requests = [zone_request(ZONE_READINGS, seed=c) for c in range(ZONE_CLIENTS)]
 
         def zone_client(c: int) -> Any:
@@ -127,19 +144,14 @@ async def test_validator_and_zone_calculator_scale_on_their_own_load(service: An
             return call
 
         b_start = time.monotonic()
-        b_tasks = [
-            asyncio.create_task(loop_until(stop, b_start + PHASE_B_MAX_S, zone_client(c), zones))
-            for c in range(ZONE_CLIENTS)
-        ]
-        try:
-            await watch.wait_for(
-                lambda s: watch.running("ZoneCalculator", s) >= 2,
-                PHASE_B_MAX_S,
-                f"ZoneCalculator at 2 RUNNING replicas under zone load ({zones.units} readings)",
-            )
-        finally:
-            stop.set()
-            await asyncio.gather(*b_tasks)
+        await _load_until_scaled(
+            watch,
+            [zone_client(c) for c in range(ZONE_CLIENTS)],
+            zones,
+            PHASE_B_MAX_S,
+            "ZoneCalculator",
+            "under zone load",
+        )
         b_time = time.monotonic() - b_start
         assert not zones.errors, zones.errors[:5]
 
