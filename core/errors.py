@@ -43,3 +43,8 @@ class DependencyUnavailable(Exception):
 class Overloaded(Exception):
     """The service is beyond capacity and sheds this work instead of queueing it
     (gRPC RESOURCE_EXHAUSTED)."""
+
+
+class CorruptData(Exception):
+    """Stored data of one user cannot be decoded (gRPC DATA_LOSS). The message names the user and
+    the part (e.g. the compacted chunk) that is damaged; other users and other parts are served."""

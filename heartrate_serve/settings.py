@@ -38,6 +38,8 @@ ENV_NAMES = {
     "redis_pool_size": "REDIS_POOL_SIZE",
     "redis_timeout_s": "REDIS_TIMEOUT_S",
     "retention_days": "RETENTION_DAYS",
+    "compact_interval_s": "COMPACT_INTERVAL_S",
+    "compact_grace_s": "COMPACT_GRACE_S",
     "ingress_mode": "INGRESS_MODE",
     "log_level": "LOG_LEVEL",
     "log_max_bytes": "LOG_MAX_BYTES",
@@ -74,6 +76,13 @@ class Settings(BaseModel):
     # Socket timeout for every Redis call, seconds.
     redis_timeout_s: float = Field(default=2.0, gt=0)
     retention_days: int = Field(default=30, ge=1, le=36_500)
+    # Seconds between compaction sweeps (store/compaction.py): readings of closed chunks move
+    # from the hot sorted set into compressed blobs. 0 turns compaction off (the hot part then
+    # grows with the retention, ~110 B per reading).
+    compact_interval_s: float = Field(default=30.0, ge=0)
+    # A chunk is compacted once it ended this many seconds ago, so that readings still arriving
+    # late for it (network delay, device buffers) usually land before it is compacted.
+    compact_grace_s: float = Field(default=120.0, ge=0)
     # haproxy: Serve's HAProxy ingress (fast, default); proxy: Serve's Python gRPC proxy.
     ingress_mode: Literal["haproxy", "proxy"] = "haproxy"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from heartrate_serve.core.errors import (
+    CorruptData,
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
@@ -19,6 +20,7 @@ ERROR_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (DependencyUnavailable, grpc.StatusCode.UNAVAILABLE),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (CorruptData, grpc.StatusCode.DATA_LOSS),
 )
 
 

@@ -1,35 +1,49 @@
 -- Writes one batch of heart-rate readings and advances each user's alert state, atomically.
 --
--- Loaded once with SCRIPT LOAD and called with EVALSHA by deployments/store.py (ReadingStore).
+-- Loaded once with SCRIPT LOAD and called with EVALSHA by store/store.py (ReadingStore).
 -- The caller sorts the readings by (user, ts_ms); the whole script runs as one Redis command.
+-- On Redis Cluster every call holds users of one hash slot only (the caller groups by slot).
 --
--- KEYS, for user u = 1..U (two keys per user, both hash-tagged {<user_id>}):
---   KEYS[2u-1]  hr:{<user_id>}:readings  sorted set, score ts_ms, member "%013d:%d:%d"
---   KEYS[2u]    hr:{<user_id>}:alert     hash with the AlertState fields
+-- KEYS, for user u = 1..U (three keys per user, all hash-tagged {<user_id>}, see store/keys.py):
+--   KEYS[3u-2]  hr:{<user_id>}:readings  hot part: sorted set, score ts_ms, member "%013d:%d:%d"
+--   KEYS[3u-1]  hr:{<user_id>}:alert     hash with the AlertState fields
+--   KEYS[3u]    hr:{<user_id>}:chunks    compacted chunks: score chunk start, member blob
 -- ARGV:
 --   ARGV[1]        now_ms          server clock, Unix ms (retention cut-off is now - retention)
 --   ARGV[2]        retention_ms    readings with ts < now_ms - retention_ms are removed
 --   ARGV[3]        sustain_ms      an out-of-band class must last this long to raise, ms
 --   ARGV[4]        clear_readings  consecutive NORMAL readings that clear an active alert
 --   ARGV[5]        U               number of users in this call
---   ARGV[5+u]      n_u             number of readings of user u (u = 1..U)
---   ARGV[6+U]      all readings in one string, members joined by ',': user 1's first, each
+--   ARGV[6]        chunk_ms        span of a compacted chunk (store/keys.py CHUNK_MS)
+--   ARGV[6+u]      n_u             number of readings of user u (u = 1..U)
+--   ARGV[6+U+u]    checked_u       compacted chunks of user u the caller has already searched for
+--                                  these readings: "start=sha1,start=sha1" (sha1 of the blob it
+--                                  read), or "" (none)
+--   ARGV[7+2U]     all readings in one string, members joined by ',': user 1's first, each
 --                  user's ascending by ts_ms. A member is ts_ms as exactly 13 digits, ':',
 --                  bpm, ':', classification (one digit: 0 NORMAL, 1 LOW, 2 HIGH), e.g.
 --                  "1700000000000:72:0"; it is stored as-is, so a reading keeps its class.
 --                  (One argument rather than one per reading: packing and parsing thousands of
 --                  arguments cost more than the whole Lua loop.)
 -- Returns { dup, per_user }:
---   dup       string with one char per reading in input order: '1' duplicate, '0' stored
+--   dup       string with one char per reading in input order: '1' duplicate, '0' stored,
+--             '2' not looked at: the reading's user has a reading in a compacted chunk that is
+--             not in checked_u (or whose blob changed since), so nothing of that user was
+--             written; the caller searches those chunks (Lua cannot decompress them) and calls
+--             again with checked_u, leaving out the readings it found there
 --   per_user  flat integers, 4 per user in KEYS order: active, since_ms, and the numbers of
 --             alerts raised and cleared by this call (as core.alerts.step_alerts' events)
 --
--- Duplicates: a reading is a duplicate when a stored reading of that user has the same ts_ms:
--- one ZRANGEBYSCORE over the batch's [first, last] ts with LIMIT n+1 (O(log n + n)), or, when that
--- window already holds more readings than the batch, ZRANGEBYSCORE ts ts LIMIT 0 1 per reading
--- (O(log n) each). Never a scan of the whole set. A sorted set rather than a Stream because Stream IDs
--- must grow (XADD rejects an ID below the top entry, so late readings could not be stored) and
--- plain Redis 6.2/7.0 has no time-series module.
+-- Duplicates: a reading is a duplicate when a stored reading of that user has the same ts_ms, in
+-- the hot part or in a compacted chunk. Hot part: one ZRANGEBYSCORE over the batch's [first, last]
+-- ts with LIMIT n+1 (O(log n + n)), or, when that window already holds more readings than the
+-- batch, ZRANGEBYSCORE ts ts LIMIT 0 1 per reading (O(log n) each). Compacted chunks: one ZCOUNT
+-- per distinct chunk of the user's readings (usually one: the current, open chunk, not compacted).
+-- A sorted set rather than a Stream because Stream IDs must grow (XADD rejects an ID below the top
+-- entry, so late readings could not be stored) and plain Redis 6.2/7.0 has no time-series module.
+--
+-- Retention: hot readings older than the cut-off and whole chunks that end at or before it are
+-- removed here; readings of the chunk that straddles the cut-off are filtered out by the reads.
 --
 -- Alert machine: mirrors core/alerts.py step by step; tests/integration/test_store.py checks
 -- that the two agree. Readings with ts_ms <= last_ts_ms are late: stored, no state change.
@@ -39,6 +53,7 @@ local retention_ms = tonumber(ARGV[2])
 local sustain_ms = tonumber(ARGV[3])
 local clear_readings = tonumber(ARGV[4])
 local n_users = tonumber(ARGV[5])
+local chunk_ms = tonumber(ARGV[6])
 
 local FIELDS = { 'active', 'since_ms', 'pending', 'pending_since_ms', 'normal_count',
   'last_ts_ms' }
@@ -139,50 +154,99 @@ local function is_stored(zkey, known, ts_text)
   return redis.call('ZRANGEBYSCORE', zkey, ts_text, ts_text, 'LIMIT', 0, 1)[1] ~= nil
 end
 
-local dup = {}
-local per_user = {}
-local next_member = string.gmatch(ARGV[6 + n_users], '[^,]+')
--- '(' makes the bound exclusive: a reading exactly at the cut-off is kept.
-local cutoff = '(' .. int_text(now_ms - retention_ms)
-
-for u = 1, n_users do
-  local zkey, akey = KEYS[2 * u - 1], KEYS[2 * u]
-  local s = load_state(akey)
-  local raised, cleared, changed = 0, 0, false
-  local members = {}
-  for i = 1, tonumber(ARGV[5 + u]) do
-    members[i] = next_member()
+-- The checked_u string as a table: chunk start (decimal text) -> sha1 of the blob searched.
+local function parse_checked(text)
+  local checked = {}
+  for start, sha in string.gmatch(text, '(%d+)=(%x+)') do
+    checked[start] = sha
   end
-  local known = stored_between(zkey, members)
-  -- This call's new timestamps (not yet in the set while their ZADD is pending).
-  local added, add = {}, {}
+  return checked
+end
+
+-- True when some reading of members lies in a compacted chunk the caller has not searched (or
+-- whose blob changed since it did).
+local function needs_search(ckey, members, checked)
+  local seen = {}
   for _, member in ipairs(members) do
-    local ts_text = string.sub(member, 1, TS_DIGITS)
-    if added[ts_text] or is_stored(zkey, known, ts_text) then
-      dup[#dup + 1] = '1'
-    else
-      dup[#dup + 1] = '0'
-      added[ts_text] = true
-      add[#add + 1] = ts_text
-      add[#add + 1] = member
-      if #add >= 2 * ZADD_PAIRS then
-        add = flush(zkey, add)
-      end
-      local ts = tonumber(ts_text)
-      if ts > s.last_ts_ms then
-        local up, down = step(s, ts, tonumber(string.sub(member, -1)))
-        raised, cleared, changed = raised + up, cleared + down, true
+    local ts = tonumber(string.sub(member, 1, TS_DIGITS))
+    local start = int_text(ts - ts % chunk_ms)
+    if not seen[start] then
+      seen[start] = true
+      if redis.call('ZCOUNT', ckey, start, start) > 0 then
+        local sha = checked[start]
+        if not sha then
+          return true
+        end
+        local blob = redis.call('ZRANGEBYSCORE', ckey, start, start)[1]
+        if redis.sha1hex(blob) ~= sha then
+          return true
+        end
       end
     end
   end
-  flush(zkey, add)
-  if changed then
-    save_state(akey, s)
+  return false
+end
+
+local dup = {}
+local per_user = {}
+local next_member = string.gmatch(ARGV[7 + 2 * n_users], '[^,]+')
+-- '(' makes the bound exclusive: a reading exactly at the cut-off is kept.
+local cutoff = '(' .. int_text(now_ms - retention_ms)
+-- Chunks with start + chunk_ms <= now - retention hold only expired readings.
+local chunk_cutoff = int_text(now_ms - retention_ms - chunk_ms)
+
+for u = 1, n_users do
+  local zkey, akey, ckey = KEYS[3 * u - 2], KEYS[3 * u - 1], KEYS[3 * u]
+  local s = load_state(akey)
+  local raised, cleared, changed = 0, 0, false
+  local members = {}
+  for i = 1, tonumber(ARGV[6 + u]) do
+    members[i] = next_member()
   end
-  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', cutoff)
-  -- A user who stops sending leaves nothing behind: every reading is past retention by then.
-  redis.call('PEXPIRE', zkey, retention_ms)
-  redis.call('PEXPIRE', akey, retention_ms)
+  local has_chunks = redis.call('EXISTS', ckey) == 1
+  if has_chunks and #members > 0 and
+      needs_search(ckey, members, parse_checked(ARGV[6 + n_users + u])) then
+    for _ = 1, #members do
+      dup[#dup + 1] = '2'
+    end
+  elseif #members > 0 then
+    local known = stored_between(zkey, members)
+    -- This call's new timestamps (not yet in the set while their ZADD is pending).
+    local added, add = {}, {}
+    for _, member in ipairs(members) do
+      local ts_text = string.sub(member, 1, TS_DIGITS)
+      if added[ts_text] or is_stored(zkey, known, ts_text) then
+        dup[#dup + 1] = '1'
+      else
+        dup[#dup + 1] = '0'
+        added[ts_text] = true
+        add[#add + 1] = ts_text
+        add[#add + 1] = member
+        if #add >= 2 * ZADD_PAIRS then
+          add = flush(zkey, add)
+        end
+        local ts = tonumber(ts_text)
+        if ts > s.last_ts_ms then
+          local up, down = step(s, ts, tonumber(string.sub(member, -1)))
+          raised, cleared, changed = raised + up, cleared + down, true
+        end
+      end
+    end
+    flush(zkey, add)
+    if changed then
+      save_state(akey, s)
+    end
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', cutoff)
+    -- A user who stops sending leaves nothing behind: every reading is past retention by then.
+    redis.call('PEXPIRE', zkey, retention_ms)
+    redis.call('PEXPIRE', akey, retention_ms)
+    if has_chunks then
+      redis.call('ZREMRANGEBYSCORE', ckey, '-inf', chunk_cutoff)
+      -- Reads leave out readings of the chunk that straddles the cut-off (read.lua).
+      redis.call('HSET', akey, 'cut_ms', int_text(now_ms - retention_ms))
+      redis.call('PEXPIRE', ckey, retention_ms)
+    end
+  end
   per_user[#per_user + 1] = s.active
   per_user[#per_user + 1] = s.since_ms
   per_user[#per_user + 1] = raised

@@ -1,59 +1,63 @@
-"""The readings store: the only module that talks to Redis.
+"""The readings store: the only module (with its helpers in store/) that talks to Redis.
 
-Key schema (every key of a user carries the hash tag {<user_id>}, so all of a user's keys live in
-one Redis Cluster slot):
-  hr:{<user_id>}:readings  sorted set; score ts_ms, member "%013d:%d:%d" (ts_ms, bpm, class)
-  hr:{<user_id>}:alert     hash; the AlertState fields (active, since_ms, pending, ...)
-  hr:{<user_id>}:profile   string; the user's profile as JSON
-A batch write is one Lua script (store.lua) over several users' keys: fine on one Redis; on Redis
-Cluster the store would split each batch (and MGET of profiles) per slot.
+Key schema and layout: store/keys.py. Writes are store.lua (one EVALSHA per slot and ≤5 000
+readings, see store/write_plan.py); reads are read.lua (hot part and compacted chunks of a user in
+one atomic step); compaction (store/compaction.py) moves closed chunks of the hot sorted sets into
+compressed blobs (store/codec.py). REDIS_URL may name a single Redis or any node of a Redis Cluster
+(store/redis_client.py detects which).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any, cast
 
 import numpy as np
-import redis.asyncio as aioredis
 from numpy.typing import NDArray
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
 from heartrate_serve.core.errors import StoreUnavailable
 from heartrate_serve.service.metrics import redis_timed
 from heartrate_serve.settings import Settings
+from heartrate_serve.store import write_plan
+from heartrate_serve.store.codec import CorruptChunk, decode_chunk
+from heartrate_serve.store.compaction import Compactor
+from heartrate_serve.store.keys import (
+    ALERT_KEY,
+    CHUNK_MS,
+    CHUNKS_KEY,
+    MAX_TS_MS,
+    PROFILE_KEY,
+    READINGS_KEY,
+    chunk_start,
+)
+from heartrate_serve.store.readings import Readings, merge_read
+from heartrate_serve.store.redis_client import RedisClient, connect
 
-# Sorted set of a user's readings: score ts_ms, member READING_MEMBER (ts_ms, bpm, class).
-READINGS_KEY = "hr:{{{user}}}:readings"
-# Hash of a user's alert state; fields are the AlertState field names.
-ALERT_KEY = "hr:{{{user}}}:alert"
-# String holding a user's profile as JSON.
-PROFILE_KEY = "hr:{{{user}}}:profile"
-# ts_ms as exactly 13 digits (Unix ms up to year 2286), so store.lua can cut it off by position.
-READING_MEMBER = "{:013d}:{}:{}"
-MAX_TS_MS = 10**13 - 1
-# The batch-write script, shipped as package data next to this module.
-SCRIPT_FILE = resources.files("heartrate_serve.store") / "store.lua"
-# Readings per EVALSHA: keeps Lua's argument tables and one script's run time small.
-CHUNK_READINGS = 5_000
-HEALTH_CHECK_INTERVAL_S = 30  # idle seconds after which a pooled connection is PINGed on use
+log = logging.getLogger(__name__)
+
+_SCRIPTS = resources.files("heartrate_serve.store")
+WRITE_SCRIPT = (_SCRIPTS / "store.lua").read_text(encoding="utf-8")
+READ_SCRIPT = (_SCRIPTS / "read.lua").read_text(encoding="utf-8")
+# A write whose users' compacted chunks keep changing under it (a compaction between its calls)
+# is tried this many times before it answers StoreUnavailable.
+WRITE_ATTEMPTS = 5
 _ALERT_FIELDS = tuple(f.name for f in fields(AlertState))
-# One EVALSHA of store.lua: (KEYS, ARGV, user codes in KEYS order).
-_Call = tuple[list[str], list[Any], list[int]]
 # Server replies that mean "Redis cannot take writes right now", not a bug in the request.
-_UNAVAILABLE_REPLIES = ("MISCONF", "READONLY", "MASTERDOWN", "LOADING", "BUSY ")
+_UNAVAILABLE_REPLIES = ("MISCONF", "READONLY", "MASTERDOWN", "LOADING", "BUSY ", "CLUSTERDOWN")
 
-
-__all__ = ["ReadingStore", "Readings", "StoreUnavailable", "WriteResult"]
+__all__ = ["ALERT_KEY", "READINGS_KEY", "ReadingStore", "Readings", "StoreUnavailable"]
+__all__ += ["WriteResult"]
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,6 @@ class WriteResult:
     events: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (raised, cleared)
 
 
-@dataclass(frozen=True)
-class Readings:
-    """Stored readings of one user."""
-
-    ts_ms: NDArray[np.int64]
-    bpm: NDArray[np.int32]
-    classification: NDArray[np.uint8]
-
-
 @redis_timed  # latency and errors of every Redis call, by op
 @contextlib.contextmanager
 def _guard(op: str) -> Iterator[None]:
@@ -82,24 +77,16 @@ def _guard(op: str) -> Iterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as e:
         raise StoreUnavailable(f"Redis is down or unreachable during {op}: {e}") from e
+    except RedisClusterException as e:
+        raise StoreUnavailable(f"Redis Cluster cannot serve {op} right now: {e}") from e
     except ResponseError as e:
         if str(e).startswith(_UNAVAILABLE_REPLIES):
             raise StoreUnavailable(f"Redis cannot serve {op} right now: {e}") from e
         raise
 
 
-def _parse_members(members: Sequence[bytes]) -> Readings:
-    """Decodes READING_MEMBER strings into arrays."""
-    if not members:
-        return Readings(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint8))
-    cols = np.array(b":".join(members).split(b":")).reshape(-1, 3)
-    return Readings(
-        cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int32), cols[:, 2].astype(np.uint8)
-    )
-
-
 class ReadingStore:
-    """Readings, alert state and profiles of all users, in Redis."""
+    """Readings, alert state and profiles of all users, in Redis or a Redis Cluster."""
 
     def __init__(
         self,
@@ -109,24 +96,22 @@ class ReadingStore:
         timeout_s: float = 2.0,
         retention_ms: int,
         alert_rules: AlertRules,
+        compact_interval_s: float = 0.0,
+        compact_grace_ms: int = 120_000,
     ) -> None:
-        # One retry after a short backoff: a dropped pooled connection (Redis restarted) is
-        # reconnected transparently, and a dead Redis fails a call within ~2 * timeout_s.
-        retry = Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=timeout_s,  # wait for a free pooled connection, s
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            retry=retry,
-        )
-        self._redis = aioredis.Redis.from_pool(pool)
+        """compact_interval_s > 0 starts compaction (store/compaction.py) in the background on
+        first use, one sweep per interval; 0: call `compactor()` yourself (tests, tools)."""
+        self._compact_interval_s = compact_interval_s
+        self._compact_grace_ms = compact_grace_ms
+        self._compaction: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._url, self._pool_size, self._timeout_s = url, pool_size, timeout_s
         self._retention_ms = retention_ms
         self._rules = alert_rules
-        self._script = SCRIPT_FILE.read_text(encoding="utf-8")
-        self._sha: str | None = None
+        self._conn: RedisClient | None = None
+        self._connecting = asyncio.Lock()
+        self._write_sha: str | None = None
+        self._read_sha: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, alert_rules: AlertRules) -> ReadingStore:
@@ -139,6 +124,33 @@ class ReadingStore:
             timeout_s=settings.redis_timeout_s,
             retention_ms=settings.retention_days * 86_400_000,  # ms per day
             alert_rules=alert_rules,
+            compact_interval_s=settings.compact_interval_s,
+            compact_grace_ms=int(settings.compact_grace_s * 1000),
+        )
+
+    @property
+    def retention_ms(self) -> int:
+        """Readings older than this (relative to a write's now) are removed."""
+        return self._retention_ms
+
+    async def client(self) -> RedisClient:
+        """The Redis client, connected (and single or cluster mode detected) on first use."""
+        if self._conn is None:
+            async with self._connecting:
+                if self._conn is None:
+                    with _guard("connect"):
+                        self._conn = await connect(
+                            self._url, pool_size=self._pool_size, timeout_s=self._timeout_s
+                        )
+                    if self._compact_interval_s > 0:
+                        run = (await self.compactor()).run(self._compact_interval_s, self._stop)
+                        self._compaction = asyncio.create_task(run, name="compaction")
+        return self._conn
+
+    async def compactor(self) -> Compactor:
+        """A Compactor on this store's connection and retention."""
+        return Compactor(
+            await self.client(), retention_ms=self._retention_ms, grace_ms=self._compact_grace_ms
         )
 
     def set_alert_rules(self, rules: AlertRules) -> None:
@@ -153,7 +165,10 @@ class ReadingStore:
         classification: NDArray[np.uint8],
         now_ms: int,
     ) -> WriteResult:
-        """Stores readings of any users in any order; one round trip; results in caller order."""
+        """Stores readings of any users in any order; results in caller order.
+
+        One pipelined round trip on one Redis (one per node in parallel on a cluster); users with
+        readings in an already compacted chunk take one more (their chunks are searched)."""
         n = len(user_ids)
         if not len(ts_ms) == len(bpm) == len(classification) == n:
             raise ValueError("user_ids, ts_ms, bpm and classification differ in length")
@@ -163,96 +178,180 @@ class ReadingStore:
         codes: dict[str, int] = {}
         user_code = np.fromiter((codes.setdefault(u, len(codes)) for u in user_ids), np.int64, n)
         users = list(codes)
-        order = np.lexsort((ts_ms, user_code))  # stable: equal (user, ts) keep caller order
-        cols = (ts_ms[order].tolist(), bpm[order].tolist(), classification[order].tolist())
-        members = list(map(READING_MEMBER.format, *cols))
-        calls = _chunk_calls(users, user_code[order], members, self._params(now_ms))
         with _guard("write_batch"):
-            replies = await self._run_chunks(calls)
-        return _write_result(users, calls, order, replies)
+            conn = await self.client()
+            slots = np.array([conn.slot_of(READINGS_KEY.format(user=u)) for u in users], np.int64)
+            s = write_plan.sort_readings(user_code, ts_ms, bpm, classification, slots)
+            result, alerts, events = await self._write_sorted(conn, s, users, now_ms)
+        duplicate = np.empty(n, dtype=np.bool_)
+        duplicate[s.order] = result == write_plan.DUPLICATE
+        return WriteResult(
+            duplicate,
+            {users[c]: a for c, a in alerts.items()},
+            {users[c]: e for c, e in events.items()},
+        )
+
+    async def _write_sorted(
+        self, conn: RedisClient, s: write_plan.Sorted, users: list[str], now_ms: int
+    ) -> tuple[NDArray[np.uint8], dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+        """Runs store.lua until no reading is left 'not looked at'; a code per sorted reading."""
+        params = self._params(now_ms)
+        result = np.zeros(len(s.members), np.uint8)
+        todo = np.ones(len(s.members), np.bool_)
+        checked: dict[int, str] = {}
+        alerts: dict[int, tuple[int, int]] = {}
+        events: dict[int, tuple[int, int]] = {}
+        for _ in range(WRITE_ATTEMPTS):
+            idx = np.flatnonzero(todo)
+            sub = write_plan.Sorted(
+                s.order[idx], s.codes[idx], s.slots[idx], [s.members[i] for i in idx.tolist()]
+            )
+            calls = write_plan.plan_calls(sub, users, params, checked)
+            replies = await self._run_write(conn, calls)
+            out = write_plan.read_replies(calls, replies)
+            result[idx] = out.codes
+            alerts.update(out.alerts)
+            for code, (up, down) in out.events.items():
+                old_up, old_down = events.get(code, (0, 0))
+                events[code] = (old_up + up, old_down + down)
+            blocked = out.codes == write_plan.NOT_LOOKED_AT
+            todo[idx[~blocked]] = False
+            if not blocked.any():
+                return result, alerts, events
+            plan = write_plan.search_plan(sub, blocked, chunk_start)
+            found, checked = await self._search_chunks(conn, users, plan)
+            for j in np.flatnonzero(blocked).tolist():
+                code, ts = int(sub.codes[j]), int(sub.members[j][:13])
+                if ts in found.get(code, ()):
+                    result[idx[j]] = write_plan.DUPLICATE
+                    todo[idx[j]] = False
+        raise StoreUnavailable(
+            f"compaction changed the chunks of this write {WRITE_ATTEMPTS} times in a row; retry"
+        )
+
+    async def _run_write(self, conn: RedisClient, calls: list[write_plan.Call]) -> list[Any]:
+        self._write_sha = self._write_sha or await conn.load_script(WRITE_SCRIPT)
+        replies = await conn.evalsha_many(
+            self._write_sha, WRITE_SCRIPT, [(c.keys, c.args) for c in calls]
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _search_chunks(
+        self, conn: RedisClient, users: list[str], plan: dict[int, list[int]]
+    ) -> tuple[dict[int, set[int]], dict[int, str]]:
+        """Timestamps stored in the given compacted chunks, and the checked_u text per user."""
+        wanted = [(code, start) for code, starts in plan.items() for start in starts]
+        blobs = await conn.run_many(
+            [("ZRANGEBYSCORE", CHUNKS_KEY.format(user=users[c]), s, s) for c, s in wanted]
+        )
+        for reply in blobs:
+            if isinstance(reply, Exception):
+                raise reply
+        found: dict[int, set[int]] = {code: set() for code in plan}
+        checked: dict[int, list[str]] = {code: [] for code in plan}
+        for (code, start), members in zip(wanted, blobs, strict=True):
+            if not members:
+                continue  # not compacted (any more): the hot part holds the whole chunk
+            blob = bytes(members[0])
+            checked[code].append(f"{start}={_sha1(blob)}")
+            try:
+                found[code].update(decode_chunk(blob)[0].tolist())
+            except CorruptChunk as error:
+                # Stored anyway (in the hot part): better a possible duplicate than a lost reading.
+                log.error("user %r, chunk %d: cannot search it for duplicates: %s",
+                          users[code], start, error)  # fmt: skip
+        return found, {code: ",".join(texts) for code, texts in checked.items()}
 
     def _params(self, now_ms: int) -> list[int]:
         """The fixed ARGV head of store.lua: now_ms, retention_ms, sustain_ms, clear_readings."""
         rules = self._rules
         return [int(now_ms), self._retention_ms, rules.sustain_ms, rules.clear_readings]
 
-    async def _run_chunks(self, calls: list[_Call]) -> list[Any]:
-        """EVALSHA per chunk, all in one pipelined round trip; reloads the script on NOSCRIPT."""
-        sha = self._sha = self._sha or await self._redis.script_load(self._script)
-        replies = await self._evalsha(sha, calls)
-        todo = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if todo:  # Redis restarted or SCRIPT FLUSH: its script cache is empty.
-            sha = self._sha = await self._redis.script_load(self._script)
-            retried = await self._evalsha(sha, [calls[i] for i in todo])
-            for i, reply in zip(todo, retried, strict=True):
-                replies[i] = reply
-        for reply in replies:
+    async def _read(self, op: str, user_id: str, args: list[Any]) -> Readings:
+        keys = [k.format(user=user_id) for k in (READINGS_KEY, CHUNKS_KEY, ALERT_KEY)]
+        with _guard(op):
+            conn = await self.client()
+            self._read_sha = self._read_sha or await conn.load_script(READ_SCRIPT)
+            (reply,) = await conn.evalsha_many(self._read_sha, READ_SCRIPT, [(keys, args)])
             if isinstance(reply, Exception):
                 raise reply
-        return replies
-
-    async def _evalsha(self, sha: str, calls: list[_Call]) -> list[Any]:
-        """The calls in order in one non-transactional pipeline; errors are returned as values."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        hot, chunks, cut_ms = reply
+        return merge_read(user_id, cast(list[bytes], hot), cast(list[bytes], chunks), cut_ms)
 
     async def recent(self, user_id: str, n: int) -> Readings:
         """The user's newest n readings, newest first."""
         if n <= 0:
-            return _parse_members([])
-        with _guard("recent"):
-            members = await self._redis.zrevrange(READINGS_KEY.format(user=user_id), 0, n - 1)
-        return _parse_members(cast(list[bytes], members))  # decode_responses=False
+            return Readings.empty()
+        return (await self._read("recent", user_id, ["recent", n])).newest(n)
 
     async def range(
         self, user_id: str, from_ms: int, to_ms: int, limit: int | None = None
     ) -> Readings:
         """The user's readings with from_ms <= ts_ms <= to_ms, ascending (at most `limit`)."""
-        key = READINGS_KEY.format(user=user_id)
-        start, num = (None, None) if limit is None else (0, limit)
-        with _guard("range"):
-            members = await self._redis.zrangebyscore(key, from_ms, to_ms, start=start, num=num)
-        return _parse_members(cast(list[bytes], members))  # decode_responses=False
+        if to_ms < from_ms:
+            return Readings.empty()
+        readings = await self._read("range", user_id, ["range", from_ms, to_ms, CHUNK_MS])
+        return readings.between(from_ms, to_ms).first(limit)
 
     async def alert_state(self, user_id: str) -> AlertState:
         """The user's alert state (all zero for a user never seen)."""
         with _guard("alert_state"):
-            raw = await self._redis.hmget(ALERT_KEY.format(user=user_id), list(_ALERT_FIELDS))
+            conn = await self.client()
+            raw = await conn.raw.hmget(ALERT_KEY.format(user=user_id), list(_ALERT_FIELDS))
         return AlertState(*(int(v or 0) for v in raw))  # HMGET answers in _ALERT_FIELDS order
 
     async def get_profile(self, user_id: str) -> dict[str, Any] | None:
         """The user's stored profile, None when there is none."""
         with _guard("get_profile"):
-            raw = await self._redis.get(PROFILE_KEY.format(user=user_id))
+            conn = await self.client()
+            raw = await conn.raw.get(PROFILE_KEY.format(user=user_id))
         return None if raw is None else dict(json.loads(raw))
 
     async def set_profile(self, user_id: str, profile: Mapping[str, Any]) -> None:
         """Stores (replaces) the user's profile."""
         data = json.dumps(dict(profile), separators=(",", ":"), sort_keys=True)
         with _guard("set_profile"):
-            await self._redis.set(PROFILE_KEY.format(user=user_id), data)
+            conn = await self.client()
+            await conn.raw.set(PROFILE_KEY.format(user=user_id), data)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Stored profiles of the given users (users without one are absent); one MGET."""
+        """Stored profiles of the given users (users without one are absent); MGET per slot."""
         unique = list(dict.fromkeys(user_ids))
         if not unique:
             return {}
         with _guard("get_profiles"):
-            raws = await self._redis.mget([PROFILE_KEY.format(user=u) for u in unique])
+            conn = await self.client()
+            raws = await conn.mget([PROFILE_KEY.format(user=u) for u in unique])
         return {u: dict(json.loads(r)) for u, r in zip(unique, raws, strict=True) if r is not None}
 
     async def ping(self) -> bool:
         """True when Redis answers PING; False (never an exception) when it does not."""
         try:
-            return bool(await self._redis.ping())
-        except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError):
+            conn = await self.client()
+        except StoreUnavailable:
             return False
+        return await conn.ping()
 
     async def aclose(self) -> None:
         """Closes the client and every pooled connection."""
-        await self._redis.aclose()
+        if self._compaction is not None:
+            self._stop.set()
+            self._compaction.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compaction
+            self._compaction = None
+            self._stop = asyncio.Event()
+        if self._conn is not None:
+            await self._conn.aclose()
+            self._conn = None
+
+
+def _sha1(blob: bytes) -> str:
+    """Hex sha1 as Redis Lua's redis.sha1hex gives it."""
+    return hashlib.sha1(blob, usedforsecurity=False).hexdigest()
 
 
 def _check_values(
@@ -265,38 +364,3 @@ def _check_values(
     if int(cl.min()) < 0 or int(cl.max()) > 2:
         raise ValueError("classification must be 0 (NORMAL), 1 (LOW) or 2 (HIGH)")
     return ts, bp, cl.astype(np.uint8, copy=False)
-
-
-def _chunk_calls(
-    users: list[str], codes: NDArray[np.int64], members: list[str], params: list[int]
-) -> list[_Call]:
-    """KEYS and ARGV (see store.lua) per chunk of CHUNK_READINGS sorted readings."""
-    calls: list[_Call] = []
-    for lo in range(0, len(members), CHUNK_READINGS):
-        chunk = codes[lo : lo + CHUNK_READINGS]
-        starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
-        counts = np.diff(np.r_[starts, len(chunk)])
-        firsts = chunk[starts].tolist()
-        keys = [k.format(user=users[c]) for c in firsts for k in (READINGS_KEY, ALERT_KEY)]
-        args: list[Any] = [*params, len(starts), *counts.tolist()]
-        calls.append((keys, [*args, ",".join(members[lo : lo + CHUNK_READINGS])], firsts))
-    return calls
-
-
-def _write_result(
-    users: list[str], calls: list[_Call], order: NDArray[np.intp], replies: list[Any]
-) -> WriteResult:
-    """Maps per-chunk script replies back to the caller's order and per-user results."""
-    dup_sorted = np.frombuffer(b"".join(r[0] for r in replies), dtype=np.uint8) == ord("1")
-    duplicate = np.empty(len(order), dtype=np.bool_)
-    duplicate[order] = dup_sorted
-    alerts: dict[str, tuple[int, int]] = {}
-    events: dict[str, tuple[int, int]] = {}
-    for (_, _, firsts), (_, flat) in zip(calls, replies, strict=True):
-        for j, code in enumerate(firsts):
-            active, since, raised, cleared = flat[4 * j : 4 * j + 4]
-            user = users[code]
-            alerts[user] = (int(active), int(since))  # a later chunk's state is the newer one
-            up, down = events.get(user, (0, 0))
-            events[user] = (up + int(raised), down + int(cleared))
-    return WriteResult(duplicate, alerts, events)

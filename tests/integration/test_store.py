@@ -409,7 +409,7 @@ async def test_redis_killed_and_restarted_same_store_recovers(tmp_path: Path) ->
     store = ReadingStore(url, timeout_s=0.5, retention_ms=RETENTION_MS, alert_rules=AlertRules())
     try:
         await write(store, "u1", [T0, T0 + 1000], [HIGH, N])
-        client = store._redis
+        client = await store.client()
         server.kill()
         for call in (
             write(store, "u1", [T0 + 2000], [N]),
@@ -426,7 +426,7 @@ async def test_redis_killed_and_restarted_same_store_recovers(tmp_path: Path) ->
         assert res.duplicate.tolist() == [True, False]
         assert (await store.range("u1", 0, NOW_MS)).ts_ms.tolist() == [T0, T0 + 1000, T0 + 2000]
         assert (await store.alert_state("u1")).normal_count == 2
-        assert store._redis is client
+        assert await store.client() is client
     finally:
         await store.aclose()
         server.stop()

@@ -1,0 +1,48 @@
+"""Redis key schema and the storage layout's fixed numbers (one place).
+
+Every key of a user carries the hash tag {<user_id>}, so all of a user's keys live in one Redis
+Cluster slot and every Lua call touches one slot:
+  hr:{<user_id>}:readings  the hot part: sorted set, score ts_ms, member READING_MEMBER
+  hr:{<user_id>}:chunks    compacted history: sorted set, score = chunk start (ts_ms of a multiple
+                           of CHUNK_MS), member = one compressed blob (store/codec.py) holding the
+                           user's readings with start <= ts_ms < start + CHUNK_MS
+  hr:{<user_id>}:alert     hash; the AlertState fields (active, since_ms, pending, ...)
+  hr:{<user_id>}:profile   string; the user's profile as JSON
+A reading is in the hot part or in its chunk, never both (the compaction script moves it in one
+atomic step). Late readings into an already compacted period wait in the hot part and are merged
+into their chunk by the next compaction.
+"""
+
+from __future__ import annotations
+
+READINGS_KEY = "hr:{{{user}}}:readings"
+CHUNKS_KEY = "hr:{{{user}}}:chunks"
+ALERT_KEY = "hr:{{{user}}}:alert"
+PROFILE_KEY = "hr:{{{user}}}:profile"
+# SCAN pattern of every user's hot part, and how to get the user back from such a key.
+READINGS_PATTERN = "hr:{*}:readings"
+_READINGS_PREFIX, _READINGS_SUFFIX = "hr:{", "}:readings"
+# One compaction sweeper at a time across ingress replicas: holder's id, expires unless renewed.
+COMPACTOR_LEASE_KEY = "hr:compactor:lease"
+
+# ts_ms as exactly 13 digits (Unix ms up to year 2286), so the Lua scripts cut it off by position.
+READING_MEMBER = "{:013d}:{}:{}"
+MAX_TS_MS = 10**13 - 1
+
+# Span of one compacted chunk, ms. Chosen by measurement (loadtest/bench_store.py, README
+# "Capacity"): 1 h chunks of 1 Hz data compress to ~1.3 bytes/reading; shorter chunks pay the
+# per-blob overhead (header, codec tables, ~100 B of Redis bookkeeping) more often, longer ones
+# keep more readings in the 110 B/reading hot part before they can be compacted.
+CHUNK_MS = 3_600_000
+
+
+def user_of_readings_key(key: str) -> str | None:
+    """The user id of an hr:{<user>}:readings key; None for any other key."""
+    if key.startswith(_READINGS_PREFIX) and key.endswith(_READINGS_SUFFIX):
+        return key[len(_READINGS_PREFIX) : -len(_READINGS_SUFFIX)]
+    return None
+
+
+def chunk_start(ts_ms: int) -> int:
+    """Start of the chunk that holds a reading at ts_ms."""
+    return ts_ms - ts_ms % CHUNK_MS
