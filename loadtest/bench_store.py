@@ -1,6 +1,9 @@
-"""Benchmark of ReadingStore against its own embedded Redis: batch throughput, single-write latency.
+"""Benchmark of ReadingStore against its own embedded Redis: batch throughput, single-write
+latency, and the capacity inputs (loadtest/bench_capacity.py: bytes per reading after compaction,
+compaction throughput, time to read back one compacted day).
 
 Run: .venv/bin/python -m heartrate_serve.loadtest.bench_store [--readings 1000000] [--fsync ...]
+     [--no-capacity]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heartrate_serve.core.alerts import AlertRules
+from heartrate_serve.loadtest import bench_capacity
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 from heartrate_serve.store.store import ReadingStore
 
@@ -111,6 +115,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8, help="batches in flight (2nd run)")
     p.add_argument("--single", type=int, default=2_000)
     p.add_argument("--fsync", default="everysec", choices=("everysec", "always", "no"))
+    p.add_argument("--no-capacity", action="store_true", help="skip bench_capacity (~75 s)")
     args = p.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-store-") as tmp,
@@ -121,6 +126,8 @@ def main() -> None:
     print("| benchmark | result |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+    if not args.no_capacity:
+        bench_capacity.main([])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 -- KEYS (one user, one hash slot):
 --   KEYS[1]  hr:{<user_id>}:readings  hot part (sorted set, score ts_ms)
 --   KEYS[2]  hr:{<user_id>}:chunks    compacted chunks (score chunk start, member blob)
+--   KEYS[3]  hr:{<user_id>}:pin       while it exists, a write is searching the user's chunks
+--                                      for duplicates: leave them alone (return 0)
 -- ARGV:
 --   ARGV[1]  start        chunk start, ms; the chunk holds start <= ts_ms < start + chunk_ms
 --   ARGV[2]  chunk_ms     chunk span, ms
@@ -18,6 +20,9 @@
 --   ARGV[6]  retention_ms TTL of the chunks key (as the write script sets it)
 -- Returns 1 when the chunk was written and its hot readings removed, 0 on a conflict.
 
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
 local start = ARGV[1]
 local stop = '(' .. string.format('%.0f', tonumber(start) + tonumber(ARGV[2]))
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], start, stop)

@@ -7,11 +7,13 @@ dies the lease expires and another replica takes over. A loop rather than a depl
 the work is small (one encode of ~3 600 readings per user-hour, ~1 ms) and a fourth deployment
 would cost a Ray worker (~150 MB) for it.
 
-One sweep: SCAN every node for hot parts (hr:{*}:readings), ask each user's oldest hot reading,
-and compact the users whose oldest reading lies in a chunk that closed more than `grace_ms` ago:
-per chunk, read its hot members and current blob, merge, encode, and commit with compact.lua,
-which writes only if neither changed in between (else the chunk is retried next sweep). Killing
-Redis or this process at any point leaves every reading exactly once: in the hot part or the blob.
+One sweep: SCAN the server (every primary of a cluster) for hot parts (hr:{*}:readings), ask each
+user's oldest hot reading, and compact the users whose oldest reading lies in a chunk that closed
+more than `grace_ms` ago: per chunk, read its hot members and current blob, merge, encode, and
+commit with compact.lua, which writes only if neither changed in between (else the chunk is
+retried next sweep). Killing Redis or this process at any point leaves every reading exactly once:
+in the hot part or the blob. A cluster node that is down fails the sweep (StoreUnavailable) after
+the users of the other nodes were compacted.
 """
 
 from __future__ import annotations
@@ -37,17 +39,23 @@ from heartrate_serve.store.keys import (
     CHUNK_MS,
     CHUNKS_KEY,
     COMPACTOR_LEASE_KEY,
+    PIN_KEY,
     READINGS_KEY,
     READINGS_PATTERN,
     chunk_start,
     user_of_readings_key,
 )
 from heartrate_serve.store.readings import Readings, parse_members
-from heartrate_serve.store.redis_client import RedisClient
+from heartrate_serve.store.redis_client import RedisClient, store_errors
 
 log = logging.getLogger(__name__)
 
-COMPACT_SCRIPT = (resources.files("heartrate_serve.store") / "compact.lua").read_text("utf-8")
+_SCRIPTS = resources.files("heartrate_serve.store")
+COMPACT_SCRIPT = (_SCRIPTS / "compact.lua").read_text("utf-8")
+SHRINK_SCRIPT = (_SCRIPTS / "shrink.lua").read_text("utf-8")
+# A pass that moved more than SHRINK_RATIO times the readings it left (and at least SHRINK_MIN)
+# rebuilds the hot part (shrink.lua): it would keep the hash table of its largest size.
+SHRINK_RATIO, SHRINK_MIN = 4, 10_000
 # Users whose oldest hot reading is asked for in one pipeline, and compacted concurrently.
 _SWEEP_BATCH = 500
 _CONCURRENT_USERS = 8
@@ -72,6 +80,7 @@ class Compactor:
         self._retention_ms = retention_ms
         self._grace_ms = grace_ms
         self._sha: str | None = None
+        self._shrink_sha: str | None = None
         self._owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
     def closed_before(self, now_ms: int) -> int:
@@ -79,17 +88,30 @@ class Compactor:
         return chunk_start(now_ms - self._grace_ms)
 
     async def sweep(self, now_ms: int) -> SweepStats:
-        """Compacts every user's closed chunks once (see the module docstring)."""
+        """Compacts every user's closed chunks once (see the module docstring). Redis (or a
+        cluster node) down: StoreUnavailable, with what was done until then done."""
         stats = SweepStats()
         batch: list[str] = []
-        async for key in self._conn.scan_keys(READINGS_PATTERN):
-            user = user_of_readings_key(key.decode())
-            if user is not None:
-                batch.append(user)
-            if len(batch) >= _SWEEP_BATCH:
-                await self._sweep_users(batch, now_ms, stats)
-                batch = []
-        await self._sweep_users(batch, now_ms, stats)
+        with store_errors("compaction sweep"):
+            keys = self._conn.scan_keys(READINGS_PATTERN)
+            unscanned: Exception | None = None  # a cluster node down: the others are swept
+            while True:
+                try:
+                    key = await anext(keys)
+                except StopAsyncIteration:
+                    break
+                except Exception as error:
+                    unscanned = error
+                    break
+                user = user_of_readings_key(key.decode())
+                if user is not None:
+                    batch.append(user)
+                if len(batch) >= _SWEEP_BATCH:
+                    await self._sweep_users(batch, now_ms, stats)
+                    batch = []
+            await self._sweep_users(batch, now_ms, stats)
+            if unscanned is not None:
+                raise unscanned
         return stats
 
     async def _sweep_users(self, users: list[str], now_ms: int, stats: SweepStats) -> None:
@@ -106,26 +128,42 @@ class Compactor:
 
         async def one(user: str) -> None:
             async with gate:
-                await self.compact_user(user, now_ms, stats)
+                await self._compact_user(user, now_ms, stats)
 
         await asyncio.gather(*(one(u) for u in due))
 
     async def compact_user(self, user: str, now_ms: int, stats: SweepStats | None = None) -> int:
-        """Compacts every closed chunk of one user; returns the number of chunks written."""
-        stats = stats or SweepStats()
+        """Compacts every closed chunk of one user; returns the number of chunks written.
+        Redis (or the user's cluster node) down: StoreUnavailable."""
+        with store_errors("compaction"):
+            return await self._compact_user(user, now_ms, stats or SweepStats())
+
+    async def _compact_user(self, user: str, now_ms: int, stats: SweepStats) -> int:
         limit = self.closed_before(now_ms)
         hot_key, chunks_key = READINGS_KEY.format(user=user), CHUNKS_KEY.format(user=user)
-        written, low = 0, "-inf"
+        written, low, moved = 0, "-inf", stats.readings_moved
         while True:
-            first = await self._conn.raw.zrangebyscore(
-                hot_key, low, f"({limit}", start=0, num=1, withscores=True
+            first = await self._conn.call(
+                "ZRANGEBYSCORE", hot_key, low, f"({limit}", "WITHSCORES", "LIMIT", 0, 1
             )
             if not first:
+                moved = stats.readings_moved - moved
+                if moved >= SHRINK_MIN:
+                    await self._shrink(hot_key, moved // SHRINK_RATIO)
                 return written
-            start = chunk_start(int(first[0][1]))
+            start = chunk_start(int(_first_score(first)))
             low = str(start + CHUNK_MS)  # the next chunk, whatever happens to this one
             if await self._compact_chunk(user, hot_key, chunks_key, start, stats):
                 written += 1
+
+    async def _shrink(self, hot_key: str, max_left: int) -> None:
+        """Rebuilds the hot part when at most max_left readings are left in it (shrink.lua)."""
+        self._shrink_sha = self._shrink_sha or await self._conn.load_script(SHRINK_SCRIPT)
+        (reply,) = await self._conn.evalsha_many(
+            self._shrink_sha, SHRINK_SCRIPT, [([hot_key], [max_left])]
+        )
+        if isinstance(reply, Exception):
+            raise reply
 
     async def _compact_chunk(
         self, user: str, hot_key: str, chunks_key: str, start: int, stats: SweepStats
@@ -154,7 +192,7 @@ class Compactor:
         args += [blob, self._retention_ms]
         self._sha = self._sha or await self._conn.load_script(COMPACT_SCRIPT)
         (reply,) = await self._conn.evalsha_many(
-            self._sha, COMPACT_SCRIPT, [([hot_key, chunks_key], args)]
+            self._sha, COMPACT_SCRIPT, [([hot_key, chunks_key, PIN_KEY.format(user=user)], args)]
         )
         if isinstance(reply, Exception):
             raise reply
@@ -180,7 +218,7 @@ class Compactor:
                     stats = await self.sweep(clock())
                     if stats.chunks_written or stats.conflicts or stats.corrupt:
                         log.info("compaction: %s", stats)
-            except (StoreUnavailable, OSError, ConnectionError) as error:
+            except StoreUnavailable as error:
                 log.warning("compaction sweep skipped, Redis unavailable: %s", error)
             except Exception:  # a bug must not stop the loop (or the replica)
                 log.exception("compaction sweep failed")
@@ -188,14 +226,16 @@ class Compactor:
                 await asyncio.wait_for(stop.wait(), interval_s)
 
     async def _hold_lease(self, lease_ms: int) -> bool:
-        """Takes or renews the sweep lease; True when this process holds it."""
-        raw = self._conn.raw
-        if await raw.set(COMPACTOR_LEASE_KEY, self._owner, nx=True, px=lease_ms):
-            return True
-        holder = await raw.get(COMPACTOR_LEASE_KEY)
-        if holder is not None and str_if_bytes(holder) == self._owner:
-            await raw.pexpire(COMPACTOR_LEASE_KEY, lease_ms)
-            return True
+        """Takes or renews the sweep lease (one key: on a cluster, on the node of its slot);
+        True when this process holds it."""
+        conn, key = self._conn, COMPACTOR_LEASE_KEY
+        with store_errors("compaction lease"):
+            if await conn.call("SET", key, self._owner, "NX", "PX", lease_ms):
+                return True
+            holder = await conn.call("GET", key)
+            if holder is not None and str_if_bytes(holder) == self._owner:
+                await conn.call("PEXPIRE", key, lease_ms)
+                return True
         return False
 
 

@@ -11,15 +11,25 @@ Cluster-mode notes (redis-py 8.1 asyncio):
   raise_on_error=False, and before its retry it closes every connection of the client, under
   the feet of concurrent commands (seen: AttributeError 'NoneType' has no 'writelines'). Batches
   here run as one ClusterNode.execute_pipeline per primary instead, the nodes in parallel.
-- A node's connection pool does not block when exhausted: more than `pool_size` concurrent
-  commands to one node raise MaxConnectionsError at once.
+- A node's connection pool does not block when exhausted: more than its max_connections
+  concurrent commands to one node raise MaxConnectionsError at once. So every command of the
+  store goes through this class, which lets at most `pool_size` of them use a node at a time and
+  makes the others wait (up to timeout_s), as the single-Redis BlockingConnectionPool does
+  (pipelines, single commands, SCRIPT LOAD and SCAN alike). The node pools get SPARE_CONNECTIONS
+  more for what runs outside that gate: PING of the health probe (a busy node is up) and the rare
+  re-runs after MOVED/ASK.
+- Plain commands on `.raw` (raw.get, raw.hmget, ...) bypass that gate; the store uses `call()`.
+- Errors: redis-py strips the code of CLUSTERDOWN/MASTERDOWN/READONLY replies and raises
+  ClusterDownError/MasterDownError/ReadOnlyError; `store_errors()` maps these, connection
+  trouble and RedisClusterException (no reachable node, slot not covered) to StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import hashlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -27,12 +37,25 @@ from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
-from redis.exceptions import AskError, MaxConnectionsError, NoScriptError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MaxConnectionsError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import str_if_bytes
 
+from heartrate_serve.core.errors import StoreUnavailable
+
 HEALTH_CHECK_INTERVAL_S = 30  # idle seconds after which a pooled connection is PINGed on use
+# Cluster: connections per node beyond pool_size, for the commands outside the per-node gate.
+SPARE_CONNECTIONS = 8
 # One EVALSHA: (KEYS, ARGV).
 Call = tuple[list[str], list[Any]]
 # A raw command and the slot it must run in (None: any primary).
@@ -42,7 +65,40 @@ _Cmd = tuple[int | None, tuple[Any, ...]]
 _RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError)
 _REDIRECT_ERRORS = (AskError, TryAgainError)  # MovedError is an AskError
 
-__all__ = ["Call", "RedisClient", "connect"]
+# Server replies that mean "Redis cannot take this right now", not a bug in the request (as text:
+# redis-py keeps the code in the message of a plain ResponseError, e.g. MISCONF and BUSY).
+_UNAVAILABLE_REPLIES = ("MISCONF", "READONLY", "MASTERDOWN", "LOADING", "BUSY ", "CLUSTERDOWN")
+# Cluster replies redis-py raises as their own classes, code stripped: CLUSTERDOWN, MASTERDOWN
+# (ClusterError), READONLY (a failed-over node), TRYAGAIN/MOVED/ASK left over after retries.
+# NOSCRIPT after the reload: the node lost its scripts again in between (restart, failover).
+_UNAVAILABLE_CLUSTER_REPLIES = (ClusterError, ReadOnlyError, TryAgainError, AskError, NoScriptError)
+
+__all__ = ["SPARE_CONNECTIONS", "Call", "RedisClient", "connect", "store_errors"]
+
+
+@contextlib.contextmanager
+def store_errors(op: str) -> Iterator[None]:
+    """Turns 'Redis (or a cluster node) is not there or cannot serve now' into StoreUnavailable;
+    any other error (a bug, a script error) passes through."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+        raise StoreUnavailable(f"Redis is down or unreachable during {op}: {_text(e)}") from e
+    except RedisClusterException as e:
+        raise StoreUnavailable(f"Redis Cluster cannot serve {op} right now: {_text(e)}") from e
+    except _UNAVAILABLE_CLUSTER_REPLIES as e:
+        raise StoreUnavailable(
+            f"Redis Cluster cannot serve {op} right now: {getattr(e, 'status_code', '')} {e}"
+        ) from e
+    except ResponseError as e:
+        if str(e).startswith(_UNAVAILABLE_REPLIES):
+            raise StoreUnavailable(f"Redis cannot serve {op} right now: {e}") from e
+        raise
+
+
+def _text(error: BaseException) -> str:
+    """The error's message, or its class name when it has none (MaxConnectionsError())."""
+    return str(error) or type(error).__name__
 
 
 def _retry() -> Retry:
@@ -72,11 +128,13 @@ async def connect(url: str, *, pool_size: int, timeout_s: float) -> RedisClient:
         await single.aclose()
         raise
     if not cluster_enabled:
-        return RedisClient(single)
+        return RedisClient(single, pool_size=pool_size, timeout_s=timeout_s)
     await single.aclose()
     cluster = RedisCluster.from_url(
         url,
-        max_connections=pool_size,  # per node; exhausted -> MaxConnectionsError, no waiting
+        # Per node; exhausted -> MaxConnectionsError at once. RedisClient lets pool_size
+        # commands use a node at a time; the spare ones serve PING and MOVED/ASK re-runs.
+        max_connections=pool_size + SPARE_CONNECTIONS,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
@@ -87,7 +145,12 @@ async def connect(url: str, *, pool_size: int, timeout_s: float) -> RedisClient:
     except BaseException:
         await cluster.aclose()
         raise
-    return RedisClient(cluster)
+    return RedisClient(cluster, pool_size=pool_size, timeout_s=timeout_s)
+
+
+def _sha1(script: str) -> str:
+    """The sha1 hex of a script, as SCRIPT LOAD answers it."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 def _retryable(reply: Any) -> bool:
@@ -98,27 +161,49 @@ def _retryable(reply: Any) -> bool:
 class RedisClient:
     """A redis-py asyncio client, single Redis or Redis Cluster, behind one call shape."""
 
-    def __init__(self, raw: aioredis.Redis | RedisCluster) -> None:
+    def __init__(
+        self, raw: aioredis.Redis | RedisCluster, *, pool_size: int = 64, timeout_s: float = 2.0
+    ) -> None:
+        """pool_size and timeout_s: at most pool_size commands of this client use one cluster
+        node at a time, the others wait up to timeout_s for their turn (single Redis: its
+        BlockingConnectionPool does the same)."""
         self.raw = raw
         self.is_cluster = isinstance(raw, RedisCluster)
+        self._pool_size = pool_size
+        self._timeout_s = timeout_s
+        self._gates: dict[str, asyncio.Semaphore] = {}  # cluster node name -> its turns
+        self._loading: dict[str, asyncio.Future[Any]] = {}  # script sha -> its SCRIPT LOADs
 
     def slot_of(self, key: str) -> int:
         """The key's hash slot (CRC16 of the hash tag or whole key); 0 for a single Redis."""
         return key_slot(key.encode()) if self.is_cluster else 0
 
     async def load_script(self, script: str) -> str:
-        """SCRIPT LOAD on the server, or on every primary of the cluster; returns the sha."""
-        return str_if_bytes(await self.raw.script_load(script))
+        """SCRIPT LOAD on the server, or on every primary of the cluster; returns the sha.
+
+        Cluster: a primary that cannot load it now (down) does not fail this; its calls get
+        NOSCRIPT later and load it then (evalsha_many)."""
+        if not isinstance(self.raw, RedisCluster):
+            return str_if_bytes(await self.raw.script_load(script))
+        await self._reload(script)
+        return _sha1(script)
 
     async def _reload(self, script: str) -> None:
-        """SCRIPT LOAD wherever it can be done; a node that fails fails its calls' retry."""
-        if isinstance(self.raw, RedisCluster):
-            nodes = self.raw.get_primaries()
-            load = (self.raw.execute_command("SCRIPT LOAD", script, target_nodes=n) for n in nodes)
-            await asyncio.gather(*load, return_exceptions=True)
-        else:
+        """SCRIPT LOAD wherever it can be done; a node that fails fails its calls' retry.
+        Cluster: concurrent reloads of one script share one SCRIPT LOAD per primary."""
+        if not isinstance(self.raw, RedisCluster):
             with contextlib.suppress(Exception):  # the retried calls report the error
                 await self.raw.script_load(script)
+            return
+        sha = _sha1(script)
+        loading = self._loading.get(sha)
+        if loading is None:
+            nodes = self.raw.get_primaries()
+            loads = (self._on_node(n, ("SCRIPT LOAD", script)) for n in nodes)
+            loading = asyncio.ensure_future(asyncio.gather(*loads, return_exceptions=True))
+            self._loading[sha] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(sha, None))
+        await asyncio.shield(loading)  # a cancelled caller does not cancel the others' load
 
     async def evalsha_many(self, sha: str, script: str, calls: Sequence[Call]) -> list[Any]:
         """EVALSHA of each (keys, args); replies in caller order, errors returned as values.
@@ -141,6 +226,17 @@ class RedisClient:
             for i, reply in zip(todo, retried, strict=True):
                 replies[i] = reply
         return replies
+
+    async def call(self, *args: Any) -> Any:
+        """One plain command (name, key, *args) routed by its key; its reply (parsed as redis-py
+        parses it for these arguments), or its error raised. On a single Redis this is
+        raw.execute_command; on a cluster it takes its turn on the key's node (see __init__)."""
+        if not isinstance(self.raw, RedisCluster):
+            return await self.raw.execute_command(*args)  # type: ignore[no-untyped-call]
+        (reply,) = await self._execute([(self.slot_of(str(args[1])), tuple(args))])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def run_many(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Plain commands (name, key, *args), each routed by its key; one pipeline per node (one
@@ -174,9 +270,9 @@ class RedisClient:
             replies[i] = reply
         return replies
 
-    @staticmethod
-    async def _per_node(raw: RedisCluster, cmds: list[_Cmd]) -> list[Any]:
-        """One pipeline per primary (owner of the commands' slots), all in parallel."""
+    async def _per_node(self, raw: RedisCluster, cmds: list[_Cmd]) -> list[Any]:
+        """One pipeline per primary (owner of the commands' slots), all in parallel, each when
+        its node has a free turn."""
         replies: list[Any] = [None] * len(cmds)
         try:
             await raw.initialize()  # no-op unless an error asked for a topology refresh
@@ -194,8 +290,9 @@ class RedisClient:
 
         async def run(node: ClusterNode, group: list[PipelineCommand]) -> None:
             try:
-                await node.execute_pipeline(group)  # sets each command's result or error
-            except Exception as e:  # could not connect / send: nothing came back
+                async with self._turn(node):
+                    await node.execute_pipeline(group)  # sets each command's result or error
+            except Exception as e:  # no turn, could not connect / send: nothing came back
                 for cmd in group:
                     cmd.result = e
 
@@ -204,6 +301,31 @@ class RedisClient:
             for cmd in group:
                 replies[cmd.position] = cmd.result
         return replies
+
+    async def _on_node(self, node: ClusterNode, args: tuple[Any, ...]) -> Any:
+        """One command on one cluster node, in its turn; the reply, or the error raised."""
+        async with self._turn(node):
+            return await node.execute_command(*args)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, node: ClusterNode) -> AsyncIterator[None]:
+        """One of the node's pool_size turns, waited for up to timeout_s (then
+        MaxConnectionsError, a ConnectionError: "no connection free in time", not retried)."""
+        gate = self._gates.get(node.name)
+        if gate is None:
+            gate = self._gates[node.name] = asyncio.Semaphore(self._pool_size)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await gate.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError(
+                f"no connection to {node.name} free within {self._timeout_s} s "
+                f"({self._pool_size} in use)"
+            ) from None
+        try:
+            yield
+        finally:
+            gate.release()
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         """GET of every key in caller order (None when missing); any slots in cluster mode."""
@@ -218,17 +340,40 @@ class RedisClient:
         return values
 
     async def scan_keys(self, match: str, count: int = 1000) -> AsyncIterator[bytes]:
-        """Every key matching `match`, on the server or on every primary (SCAN, not atomic)."""
-        async for key in self.raw.scan_iter(match=match, count=count):
-            yield key
+        """Every key matching `match`, on the server or on every primary (SCAN, not atomic).
+
+        Cluster: primary after primary; one that fails (down) is left out and the others are
+        still scanned, then the first such error is raised."""
+        if not isinstance(self.raw, RedisCluster):
+            async for key in self.raw.scan_iter(match=match, count=count):
+                yield key
+            return
+        failed: Exception | None = None
+        for node in self.raw.get_primaries():
+            cursor = 0
+            while True:
+                try:
+                    cursor, keys = await self._on_node(
+                        node, ("SCAN", cursor, "MATCH", match, "COUNT", count)
+                    )
+                except Exception as e:
+                    failed = failed or e
+                    break
+                for key in keys:
+                    yield key
+                if cursor == 0:
+                    break
+        if failed is not None:
+            raise failed
 
     async def ping(self) -> bool:
-        """True when the server, or every primary of the cluster, answers PING; never raises."""
+        """True when the server, or every primary of the cluster, answers PING; never raises.
+        (Cluster: outside the per-node turns, on the spare connections: a busy node is up.)"""
         try:
             if isinstance(self.raw, RedisCluster):
-                return bool(
-                    await self.raw.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
-                )
+                pings = (node.execute_command("PING") for node in self.raw.get_primaries())
+                replies = await asyncio.gather(*pings, return_exceptions=True)
+                return all(reply is True for reply in replies)
             return bool(await self.raw.ping())
         except Exception:
             return False

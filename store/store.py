@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -21,9 +22,6 @@ from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
 from heartrate_serve.core.errors import StoreUnavailable
@@ -37,12 +35,14 @@ from heartrate_serve.store.keys import (
     CHUNK_MS,
     CHUNKS_KEY,
     MAX_TS_MS,
+    PIN_KEY,
+    PIN_MS,
     PROFILE_KEY,
     READINGS_KEY,
     chunk_start,
 )
 from heartrate_serve.store.readings import Readings, merge_read
-from heartrate_serve.store.redis_client import RedisClient, connect
+from heartrate_serve.store.redis_client import RedisClient, connect, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,11 @@ WRITE_SCRIPT = (_SCRIPTS / "store.lua").read_text(encoding="utf-8")
 READ_SCRIPT = (_SCRIPTS / "read.lua").read_text(encoding="utf-8")
 # A write whose users' compacted chunks keep changing under it (a compaction between its calls)
 # is tried this many times before it answers StoreUnavailable.
-WRITE_ATTEMPTS = 5
+WRITE_ATTEMPTS = 8
+# Between such attempts a random pause of up to this many seconds times the attempt number, so
+# that a sweep rewriting the same chunks gets past (sweeps run every COMPACT_INTERVAL_S).
+WRITE_BACKOFF_S = 0.002
 _ALERT_FIELDS = tuple(f.name for f in fields(AlertState))
-# Server replies that mean "Redis cannot take writes right now", not a bug in the request.
-_UNAVAILABLE_REPLIES = ("MISCONF", "READONLY", "MASTERDOWN", "LOADING", "BUSY ", "CLUSTERDOWN")
 
 __all__ = ["ALERT_KEY", "READINGS_KEY", "ReadingStore", "Readings", "StoreUnavailable"]
 __all__ += ["WriteResult"]
@@ -72,17 +73,9 @@ class WriteResult:
 @redis_timed  # latency and errors of every Redis call, by op
 @contextlib.contextmanager
 def _guard(op: str) -> Iterator[None]:
-    """Turns 'Redis is not there' errors into StoreUnavailable."""
-    try:
+    """Turns 'Redis (or a cluster node) is not there' errors into StoreUnavailable."""
+    with store_errors(op):
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-        raise StoreUnavailable(f"Redis is down or unreachable during {op}: {e}") from e
-    except RedisClusterException as e:
-        raise StoreUnavailable(f"Redis Cluster cannot serve {op} right now: {e}") from e
-    except ResponseError as e:
-        if str(e).startswith(_UNAVAILABLE_REPLIES):
-            raise StoreUnavailable(f"Redis cannot serve {op} right now: {e}") from e
-        raise
 
 
 class ReadingStore:
@@ -201,7 +194,9 @@ class ReadingStore:
         checked: dict[int, str] = {}
         alerts: dict[int, tuple[int, int]] = {}
         events: dict[int, tuple[int, int]] = {}
-        for _ in range(WRITE_ATTEMPTS):
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt >= 2:  # a compaction changed a chunk between search and write
+                await asyncio.sleep(random.uniform(0, WRITE_BACKOFF_S * attempt))
             idx = np.flatnonzero(todo)
             sub = write_plan.Sorted(
                 s.order[idx], s.codes[idx], s.slots[idx], [s.members[i] for i in idx.tolist()]
@@ -219,6 +214,8 @@ class ReadingStore:
             if not blocked.any():
                 return result, alerts, events
             plan = write_plan.search_plan(sub, blocked, chunk_start)
+            if attempt >= 1:  # lost a race with compaction: pause it for these users
+                await self._pin(conn, [users[code] for code in plan])
             found, checked = await self._search_chunks(conn, users, plan)
             for j in np.flatnonzero(blocked).tolist():
                 code, ts = int(sub.codes[j]), int(sub.members[j][:13])
@@ -228,6 +225,15 @@ class ReadingStore:
         raise StoreUnavailable(
             f"compaction changed the chunks of this write {WRITE_ATTEMPTS} times in a row; retry"
         )
+
+    async def _pin(self, conn: RedisClient, users: list[str]) -> None:
+        """Pauses compaction of these users for PIN_MS (compact.lua checks the pin key)."""
+        replies = await conn.run_many(
+            [("SET", PIN_KEY.format(user=u), 1, "PX", PIN_MS) for u in users]
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
 
     async def _run_write(self, conn: RedisClient, calls: list[write_plan.Call]) -> list[Any]:
         self._write_sha = self._write_sha or await conn.load_script(WRITE_SCRIPT)
@@ -300,14 +306,14 @@ class ReadingStore:
         """The user's alert state (all zero for a user never seen)."""
         with _guard("alert_state"):
             conn = await self.client()
-            raw = await conn.raw.hmget(ALERT_KEY.format(user=user_id), list(_ALERT_FIELDS))
+            raw = await conn.call("HMGET", ALERT_KEY.format(user=user_id), *_ALERT_FIELDS)
         return AlertState(*(int(v or 0) for v in raw))  # HMGET answers in _ALERT_FIELDS order
 
     async def get_profile(self, user_id: str) -> dict[str, Any] | None:
         """The user's stored profile, None when there is none."""
         with _guard("get_profile"):
             conn = await self.client()
-            raw = await conn.raw.get(PROFILE_KEY.format(user=user_id))
+            raw = await conn.call("GET", PROFILE_KEY.format(user=user_id))
         return None if raw is None else dict(json.loads(raw))
 
     async def set_profile(self, user_id: str, profile: Mapping[str, Any]) -> None:
@@ -315,7 +321,7 @@ class ReadingStore:
         data = json.dumps(dict(profile), separators=(",", ":"), sort_keys=True)
         with _guard("set_profile"):
             conn = await self.client()
-            await conn.raw.set(PROFILE_KEY.format(user=user_id), data)
+            await conn.call("SET", PROFILE_KEY.format(user=user_id), data)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Stored profiles of the given users (users without one are absent); MGET per slot."""

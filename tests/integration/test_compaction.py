@@ -1,4 +1,8 @@
-"""Compaction on a real redis-server: exact reads, idempotency, late readings, retention, faults."""
+"""Compaction on real Redis: exact reads, idempotency, late readings, retention, faults.
+
+Tests using `store`/`raw_redis`/`redis_url` run on a single Redis and on a 3-master Redis Cluster
+(conftest.py); @pytest.mark.single_redis tests kill a redis-server of their own. A sweep over
+users on every cluster node: test_store_cluster.py."""
 
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from heartrate_serve.core.alerts import AlertRules
 from heartrate_serve.core.errors import CorruptData
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 from heartrate_serve.store.compaction import Compactor
-from heartrate_serve.store.keys import CHUNK_MS, CHUNKS_KEY, READINGS_KEY, chunk_start
+from heartrate_serve.store.keys import CHUNK_MS, CHUNKS_KEY, PIN_KEY, READINGS_KEY, chunk_start
 from heartrate_serve.store.store import ReadingStore
 
+RawRedis = aioredis.Redis | AsyncRedisCluster  # conftest.raw_redis: single or cluster
 DAY_MS = 86_400_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % CHUNK_MS  # a chunk boundary
 RETENTION_MS = 30 * DAY_MS
@@ -54,19 +60,20 @@ def assert_same(got, ts, bpm, cls) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_a_day_is_compacted_and_read_back_exactly(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
-    """24 h of 1 Hz readings: the 23 closed hours become blobs; reads are exact, hot or not."""
+    """24 h of 1 Hz readings: the closed chunks become blobs; reads are exact, hot or not."""
     ts, bpm, cls = series(86_400)
     now = int(ts[-1]) + 1000
     await put(store, "u1", ts, bpm, cls, now)
     state = await store.alert_state("u1")
     c = Compactor(await store.client(), retention_ms=RETENTION_MS, grace_ms=GRACE_MS)
     stats = await c.sweep(now)
-    assert stats.chunks_written == 23 and stats.conflicts == 0
+    closed = DAY_MS // CHUNK_MS - 1
+    assert stats.chunks_written == closed and stats.conflicts == 0
     hot = await raw_redis.zrange(READINGS_KEY.format(user="u1"), 0, 0, withscores=True)
     assert int(hot[0][1]) >= c.closed_before(now)  # only the open chunk is left hot
-    assert await raw_redis.zcard(CHUNKS_KEY.format(user="u1")) == 23
+    assert await raw_redis.zcard(CHUNKS_KEY.format(user="u1")) == closed
     assert_same(await store.range("u1", 0, now), ts, bpm, cls)
     recent = await store.recent("u1", 5000)
     assert recent.ts_ms.tolist() == ts[::-1][:5000].tolist()
@@ -82,7 +89,7 @@ async def test_a_day_is_compacted_and_read_back_exactly(
 
 
 async def test_old_readings_stay_duplicates_after_compaction(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """A resubmitted old batch is all duplicates (found in the blobs) and changes nothing."""
     ts, bpm, cls = series(7200)
@@ -102,14 +109,14 @@ async def test_old_readings_stay_duplicates_after_compaction(
 
 
 async def test_late_readings_into_a_compacted_chunk_are_stored_and_merged(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """A late reading lands in the hot part, is readable at once, is merged on the next sweep."""
-    ts, bpm, cls = series(3600)
+    ts, bpm, cls = series(CHUNK_MS // 1000)
     now = int(ts[-1]) + CHUNK_MS
     await put(store, "u1", ts, bpm, cls, now)
     await compact(store, now)
-    late_ts = np.array([ts[100] + 1, ts[2000] + 3], np.int64)
+    late_ts = np.array([ts[100] + 1, ts[1000] + 3], np.int64)
     late = await put(store, "u1", late_ts, np.array([99, 98], np.int32), np.zeros(2, np.uint8), now)
     assert not late.duplicate.any()
     all_ts = np.r_[ts, late_ts]
@@ -138,7 +145,7 @@ async def test_backfilled_week_is_compacted_in_one_sweep(store: ReadingStore) ->
 
 async def test_retention_drops_whole_chunks_and_filters_the_edge(store: ReadingStore) -> None:
     """A write trims chunks past retention; reads leave out the expired part of the edge chunk."""
-    ts, bpm, cls = series(3 * 3600)
+    ts, bpm, cls = series(3 * CHUNK_MS // 1000)
     now = int(ts[-1]) + CHUNK_MS
     await put(store, "u1", ts, bpm, cls, now)
     await compact(store, now)
@@ -163,17 +170,20 @@ async def test_compaction_commit_refuses_a_changed_chunk(store: ReadingStore) ->
 
     client = await store.client()
     sha = await client.load_script(compaction.COMPACT_SCRIPT)
-    keys = [READINGS_KEY.format(user="u1"), CHUNKS_KEY.format(user="u1")]
+    keys = [READINGS_KEY.format(user="u1"), CHUNKS_KEY.format(user="u1"), PIN_KEY.format(user="u1")]
     (reply,) = await client.evalsha_many(
         sha, compaction.COMPACT_SCRIPT, [(keys, [T0, CHUNK_MS, "0" * 40, "", b"x", RETENTION_MS])]
     )
     assert reply == 0
     assert await client.raw.zcard(keys[0]) == 100 and await client.raw.exists(keys[1]) == 0
+    await client.raw.set(keys[2], 1, px=60_000)  # a write searching u1's chunks: hands off
+    assert await c.compact_user("u1", int(ts[-1]) + 2 * CHUNK_MS) == 0
+    await client.raw.delete(keys[2])
     assert await c.compact_user("u1", int(ts[-1]) + 2 * CHUNK_MS) == 1
 
 
 async def test_corrupt_blob_is_reported_by_user_and_chunk(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """A damaged blob fails reads of that chunk with CorruptData naming user and chunk; writes,
     other chunks, other users and the compactor go on."""
@@ -218,7 +228,7 @@ async def test_writes_during_compaction_lose_and_duplicate_nothing(store: Readin
     async def sweeper() -> None:
         for _ in range(15):
             await c.sweep(now)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.005)  # sweeps back to back (production: every 30 s)
 
     await asyncio.gather(writer(), sweeper())
     await c.sweep(now)
@@ -246,6 +256,7 @@ async def test_cancelled_compaction_leaves_exact_data(store: ReadingStore) -> No
         assert_same(await store.range(u, 0, now), ts, bpm, cls)
 
 
+@pytest.mark.single_redis
 @pytest.mark.parametrize("delay_s", [0.05, 0.2])
 async def test_redis_killed_during_compaction_keeps_exact_data(
     tmp_path: Path, delay_s: float
@@ -277,14 +288,12 @@ async def test_redis_killed_during_compaction_keeps_exact_data(
         server.stop()
 
 
-async def test_store_compacts_in_the_background(
-    redis_server: EmbeddedRedis, store: ReadingStore
-) -> None:
+async def test_store_compacts_in_the_background(redis_url: str, store: ReadingStore) -> None:
     """compact_interval_s > 0: the store's own loop (wall clock) compacts closed chunks."""
     del store  # only for its FLUSHALL
     wall = int(time.time() * 1000)
-    ts, bpm, cls = series(2 * 3600, start=chunk_start(wall) - 3 * CHUNK_MS)
-    bg = ReadingStore(redis_server.url, retention_ms=RETENTION_MS, alert_rules=AlertRules(),
+    ts, bpm, cls = series(2 * CHUNK_MS // 1000, start=chunk_start(wall) - 3 * CHUNK_MS)
+    bg = ReadingStore(redis_url, retention_ms=RETENTION_MS, alert_rules=AlertRules(),
                       compact_interval_s=0.2, compact_grace_ms=0)  # fmt: skip
     try:
         await put(bg, "bg", ts, bpm, cls, wall)
@@ -297,3 +306,21 @@ async def test_store_compacts_in_the_background(
         assert_same(await bg.range("bg", 0, wall), ts, bpm, cls)
     finally:
         await bg.aclose()
+
+
+async def test_hot_part_shrinks_after_a_backfill_is_compacted(
+    store: ReadingStore, raw_redis: aioredis.Redis
+) -> None:
+    """A two-day upload compacted down to its open chunk does not keep its largest hash table."""
+    ts, bpm, cls = series(2 * 86_400)
+    now = int(ts[-1]) + 1000  # the last chunk is still open: its readings stay hot
+    await put(store, "u1", ts, bpm, cls, now)
+    key = READINGS_KEY.format(user="u1")
+    big = await raw_redis.memory_usage(key, samples=0)
+    await compact(store, now)
+    left = await raw_redis.zcard(key)
+    assert 0 < left <= CHUNK_MS // 1000 + 200
+    small = await raw_redis.memory_usage(key, samples=0)
+    assert small < 200 * left  # ~110 B/reading; the 2-day table alone was ~1.3 MB (8 B/slot)
+    assert big > 50 * small
+    assert_same(await store.range("u1", 0, now), ts, bpm, cls)

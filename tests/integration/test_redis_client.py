@@ -278,8 +278,10 @@ async def test_dead_server_fails_fast_and_recovers(mode: str, tmp_path: Path) ->
                 assert time.monotonic() - t0 < 15, replies
                 await asyncio.sleep(0.1)
             t_back = time.monotonic() - t0
-            # AOF everysec: the last second before the SIGKILL may be lost; 1 or 2 then.
-            assert all(r in (2, 3) for r in replies), replies
+            # AOF everysec: Redis may postpone the write of the last ~2 s while an fsync is
+            # pending, so the INCR before the SIGKILL can be lost (1), kept (2), or kept with the
+            # retried one (3). This test is about recovery; durability has its own tests.
+            assert all(r in (1, 2, 3) for r in replies), replies
             assert await client.ping() is True
             print(
                 f"{mode}: dead node -> ping {t_ping:.3f}s, evalsha_many {t_eval:.3f}s, "

@@ -1,4 +1,8 @@
-"""ReadingStore against a real redis-server: idempotency, ordering, alerts, retention, outages."""
+"""ReadingStore against real Redis: idempotency, ordering, alerts, retention, outages.
+
+Tests using `store`/`raw_redis`/`redis_url` run on a single Redis and on a 3-master Redis Cluster
+(conftest.py); @pytest.mark.single_redis tests kill or stop one redis-server of their own.
+Cluster-only behaviour (slots spread over nodes, a dead master): test_store_cluster.py."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis, free_port
@@ -24,6 +29,7 @@ from heartrate_serve.store.store import (
     WriteResult,
 )
 
+RawRedis = aioredis.Redis | AsyncRedisCluster  # conftest.raw_redis: single or cluster
 NOW_MS = 1_700_000_000_000
 T0 = NOW_MS - 3_600_000  # readings start an hour before "now"
 N, LOW, HIGH = 0, 1, 2
@@ -48,6 +54,27 @@ async def write(
         np.array(cls, np.uint8),
         now_ms,
     )
+
+
+def _everywhere(raw: RawRedis) -> dict[str, object]:
+    """Keyword arguments that send a keyless command to every primary of a cluster (redis-py
+    sends KEYS, INFO and CONFIG RESETSTAT to one node by default); none for a single Redis."""
+    if isinstance(raw, AsyncRedisCluster):
+        return {"target_nodes": AsyncRedisCluster.PRIMARIES}
+    return {}
+
+
+async def all_keys(raw: RawRedis) -> list[str]:
+    """Every key on the server or on every primary."""
+    return sorted(k.decode() for k in await raw.keys("*", **_everywhere(raw)))
+
+
+async def commands_run(raw: RawRedis) -> set[str]:
+    """The cmdstat_* names of INFO commandstats, over every primary of a cluster."""
+    stats = await raw.info("commandstats", **_everywhere(raw))
+    if isinstance(raw, AsyncRedisCluster):  # {node name: that node's INFO}
+        return {name for node in stats.values() for name in node}
+    return set(stats)
 
 
 def step(state: AlertState, ts: list[int], cls: list[int], rules: AlertRules) -> AlertState:
@@ -84,7 +111,7 @@ async def test_stored_reading_keeps_its_classification(store: ReadingStore) -> N
 
 
 async def test_resubmitted_batch_is_duplicate_and_changes_nothing(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """Resubmitting a batch reports every reading duplicate, stores nothing twice, keeps state."""
     ts = [T0 + i * 1000 for i in range(6)]
@@ -157,7 +184,7 @@ async def test_alert_state_of_unknown_user_is_all_zero(store: ReadingStore) -> N
 
 
 async def test_retention_trims_old_readings_on_later_write(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """Readings older than now - retention vanish at the next write (ZREMRANGEBYSCORE, no scan)."""
     day = 86_400_000
@@ -166,16 +193,16 @@ async def test_retention_trims_old_readings_on_later_write(
         store, "u1", [T0 - 40 * day, T0 - 31 * day, T0 - 2 * day], [N] * 3, now_ms=old_clock
     )
     assert len((await store.range("u1", 0, NOW_MS)).ts_ms) == 3  # written with an old clock
-    await raw_redis.config_resetstat()
+    await raw_redis.config_resetstat(**_everywhere(raw_redis))
     later = NOW_MS + RETENTION_MS - 5 * day  # T0 - 31 d and T0 - 40 d are now out of retention
     await store.write_batch(
         ["u1"], np.array([later], np.int64), np.array([70], np.int32), np.zeros(1, np.uint8), later
     )
     got = await store.range("u1", 0, later)
     assert got.ts_ms.tolist() == [T0 - 2 * day, later]
-    stats = await raw_redis.info("commandstats")
+    stats = await commands_run(raw_redis)
     assert "cmdstat_zremrangebyscore" in stats
-    assert not {"cmdstat_scan", "cmdstat_keys", "cmdstat_zscan"} & set(stats)
+    assert not {"cmdstat_scan", "cmdstat_keys", "cmdstat_zscan"} & stats
 
 
 async def test_retention_cutoff_is_exclusive(store: ReadingStore) -> None:
@@ -198,7 +225,7 @@ async def test_multi_user_batch_maps_results_to_caller_order(store: ReadingStore
 
 
 async def test_concurrent_writers_interleaved_on_one_user(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """20 tasks x 50 interleaved readings of one user: each stored once, state as step_alerts."""
     rules = AlertRules()
@@ -302,7 +329,7 @@ async def test_batch_of_100k_readings_round_trips(store: ReadingStore) -> None:
 
 
 async def test_script_is_reloaded_after_script_flush(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """After SCRIPT FLUSH (as after a restart) the next write reloads the script and succeeds."""
     await write(store, "u1", [T0], [N])
@@ -325,14 +352,11 @@ async def test_profiles_round_trip(store: ReadingStore) -> None:
     assert await store.get_profile("u2") == {"age": 31}
 
 
-async def test_keys_are_hash_tagged_per_user(
-    store: ReadingStore, raw_redis: aioredis.Redis
-) -> None:
+async def test_keys_are_hash_tagged_per_user(store: ReadingStore, raw_redis: RawRedis) -> None:
     """A user's keys all carry the {user_id} hash tag (one Redis Cluster slot per user)."""
     await write(store, "alice@x.org", [T0], [HIGH])
     await store.set_profile("alice@x.org", {"age": 1})
-    keys = sorted(k.decode() for k in await raw_redis.keys("*"))
-    assert keys == [
+    assert await all_keys(raw_redis) == [
         "hr:{alice@x.org}:alert",
         "hr:{alice@x.org}:profile",
         "hr:{alice@x.org}:readings",
@@ -352,9 +376,9 @@ async def test_empty_and_invalid_batches(store: ReadingStore) -> None:
         await write(store, "u1", [-1], [N])
 
 
-async def test_from_settings_uses_url_pool_and_retention(redis_server: EmbeddedRedis) -> None:
+async def test_from_settings_uses_url_pool_and_retention(redis_url: str) -> None:
     """from_settings builds a working store from Settings (URL, pool size, retention days)."""
-    settings = Settings(redis_url=redis_server.url, redis_pool_size=4, retention_days=1)
+    settings = Settings(redis_url=redis_url, redis_pool_size=4, retention_days=1)
     store = ReadingStore.from_settings(settings, AlertRules())
     try:
         assert await store.ping()
@@ -381,6 +405,7 @@ async def test_unreachable_redis_raises_store_unavailable_quickly() -> None:
         await store.aclose()
 
 
+@pytest.mark.single_redis
 async def test_hung_redis_fails_within_two_timeouts(tmp_path: Path) -> None:
     """A stopped (SIGSTOP) Redis makes a call fail with StoreUnavailable within ~2 x timeout_s."""
     timeout_s = 0.3
@@ -402,6 +427,7 @@ async def test_hung_redis_fails_within_two_timeouts(tmp_path: Path) -> None:
             await store.aclose()
 
 
+@pytest.mark.single_redis
 async def test_redis_killed_and_restarted_same_store_recovers(tmp_path: Path) -> None:
     """SIGKILL: calls raise StoreUnavailable; restarted on the same port, the same store works."""
     server = EmbeddedRedis(tmp_path, fsync="always")
@@ -432,6 +458,7 @@ async def test_redis_killed_and_restarted_same_store_recovers(tmp_path: Path) ->
         server.stop()
 
 
+@pytest.mark.single_redis
 async def test_everysec_data_survives_sigkill_after_one_second(tmp_path: Path) -> None:
     """With appendfsync everysec, writes older than ~1 s survive a SIGKILL and restart."""
     server = EmbeddedRedis(tmp_path, fsync="everysec")
@@ -457,7 +484,7 @@ async def test_everysec_data_survives_sigkill_after_one_second(tmp_path: Path) -
 
 
 async def test_keys_of_an_inactive_user_expire_after_the_retention(
-    store: ReadingStore, raw_redis: aioredis.Redis
+    store: ReadingStore, raw_redis: RawRedis
 ) -> None:
     """Each write sets the user's keys to expire one retention period later (nothing lingers)."""
     await write(store, "idle", [T0], [HIGH])
