@@ -36,6 +36,7 @@ from redis.utils import str_if_bytes
 from heartrate_serve.core.errors import StoreUnavailable
 from heartrate_serve.store.codec import CorruptChunk, decode_chunk, encode_chunk
 from heartrate_serve.store.keys import (
+    ALERT_KEY,
     CHUNK_MS,
     CHUNKS_KEY,
     COMPACTOR_LEASE_KEY,
@@ -45,7 +46,7 @@ from heartrate_serve.store.keys import (
     chunk_start,
     user_of_readings_key,
 )
-from heartrate_serve.store.readings import Readings, parse_members
+from heartrate_serve.store.readings import Readings, parse_joined
 from heartrate_serve.store.redis_client import RedisClient, store_errors
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 _SCRIPTS = resources.files("heartrate_serve.store")
 COMPACT_SCRIPT = (_SCRIPTS / "compact.lua").read_text("utf-8")
 SHRINK_SCRIPT = (_SCRIPTS / "shrink.lua").read_text("utf-8")
+READ_SCRIPT = (_SCRIPTS / "read.lua").read_text("utf-8")
 # A pass that moved more than SHRINK_RATIO times the readings it left (and at least SHRINK_MIN)
 # rebuilds the hot part (shrink.lua): it would keep the hash table of its largest size.
 SHRINK_RATIO, SHRINK_MIN = 4, 10_000
@@ -81,6 +83,7 @@ class Compactor:
         self._grace_ms = grace_ms
         self._sha: str | None = None
         self._shrink_sha: str | None = None
+        self._read_sha: str | None = None
         self._owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
     def closed_before(self, now_ms: int) -> int:
@@ -168,18 +171,19 @@ class Compactor:
     async def _compact_chunk(
         self, user: str, hot_key: str, chunks_key: str, start: int, stats: SweepStats
     ) -> bool:
-        members, old = _raise_first(
-            await self._conn.run_many(
-                [
-                    ("ZRANGEBYSCORE", hot_key, start, f"({start + CHUNK_MS}"),
-                    ("ZRANGEBYSCORE", chunks_key, start, start),
-                ]
-            )
+        keys = [hot_key, chunks_key, ALERT_KEY.format(user=user)]
+        self._read_sha = self._read_sha or await self._conn.load_script(READ_SCRIPT)
+        (reply,) = await self._conn.evalsha_many(
+            self._read_sha, READ_SCRIPT, [(keys, ["chunk", start, CHUNK_MS])]
         )
-        if not members:
+        if isinstance(reply, Exception):
+            raise reply
+        joined, old, _ = reply
+        if not joined:
             return False
-        hot = parse_members(members)
-        old_blob = bytes(old[0]) if old else b""
+        joined = bytes(joined)
+        hot = parse_joined(joined)
+        old_blob = bytes(old[1]) if old else b""
         try:
             merged = _merge(decode_chunk(old_blob), hot) if old_blob else hot
         except CorruptChunk as error:
@@ -188,7 +192,7 @@ class Compactor:
                       "readings stay in the hot part): %s", user, start, error)  # fmt: skip
             return False
         blob = encode_chunk(merged.ts_ms, merged.bpm, merged.classification)
-        args = [start, CHUNK_MS, _sha1(b",".join(members)), _sha1(old_blob) if old_blob else ""]
+        args = [start, CHUNK_MS, _sha1(joined), _sha1(old_blob) if old_blob else ""]
         args += [blob, self._retention_ms]
         self._sha = self._sha or await self._conn.load_script(COMPACT_SCRIPT)
         (reply,) = await self._conn.evalsha_many(
@@ -200,7 +204,7 @@ class Compactor:
             stats.conflicts += 1
             return False
         stats.chunks_written += 1
-        stats.readings_moved += len(members)
+        stats.readings_moved += len(hot)
         return True
 
     async def run(

@@ -8,19 +8,35 @@
 --   KEYS[3]  hr:{<user_id>}:alert     hash; its field cut_ms is the retention cut-off of the
 --                                      user's last write (store.lua): older readings are expired
 -- ARGV:
---   ARGV[1]  mode       'range' or 'recent'
+--   ARGV[1]  mode       'range', 'recent' or 'chunk'
 --   range:   ARGV[2] from_ms, ARGV[3] to_ms, ARGV[4] chunk_ms
 --            hot members with from <= ts <= to, and every chunk that can hold such a reading
 --   recent:  ARGV[2] n
 --            the n newest hot members (newest first) and the newest chunks, newest first, until
 --            they hold n readings or are older than the n-th newest hot reading (the blob
 --            header, store/codec.py HEADER_FORMAT, gives a chunk's count and last ts)
--- Returns { hot_members, chunks, cut_ms } where chunks is flat { start, blob, start, blob, ... }
--- and cut_ms is false when the user was never written.
+--   chunk:   ARGV[2] start, ARGV[3] chunk_ms (for store/compaction.py)
+--            the hot members with start <= ts < start + chunk_ms and the chunk's blob, if any
+-- Returns { hot, chunks, cut_ms }: hot is the hot members joined by ',' (one string: parsing a
+-- reply of thousands of strings cost more than the rest of a read), in ascending ts order except
+-- for 'recent' (newest first); chunks is flat { start, blob, start, blob, ... }; cut_ms is false
+-- when the user was never written.
 
 local TS_DIGITS = 13
 local mode = ARGV[1]
 local cut_ms = redis.call('HGET', KEYS[3], 'cut_ms')
+
+if mode == 'chunk' then
+  local start = ARGV[2]
+  local stop = '(' .. string.format('%.0f', tonumber(start) + tonumber(ARGV[3]))
+  local hot = redis.call('ZRANGEBYSCORE', KEYS[1], start, stop)
+  local blob = redis.call('ZRANGEBYSCORE', KEYS[2], start, start)
+  local out = {}
+  if blob[1] then
+    out = { start, blob[1] }
+  end
+  return { table.concat(hot, ','), out, cut_ms }
+end
 
 if mode == 'range' then
   local from, to = ARGV[2], ARGV[3]
@@ -33,7 +49,7 @@ if mode == 'range' then
     out[#out + 1] = chunks[i + 1]
     out[#out + 1] = chunks[i]
   end
-  return { hot, out, cut_ms }
+  return { table.concat(hot, ','), out, cut_ms }
 end
 
 local n = tonumber(ARGV[2])
@@ -60,4 +76,4 @@ while total < n do
   end
   i = i + 1
 end
-return { hot, out, cut_ms }
+return { table.concat(hot, ','), out, cut_ms }

@@ -46,22 +46,26 @@ class Readings:
 
 def parse_members(members: Sequence[bytes]) -> Readings:
     """Decodes hot-part members "%013d:bpm:class" into arrays (in the given order)."""
-    if not members:
+    return parse_joined(b",".join(members))
+
+
+def parse_joined(joined: bytes) -> Readings:
+    """Decodes hot-part members joined by ',' (as read.lua answers them) into arrays."""
+    if not joined:
         return Readings.empty()
-    cols = np.array(b":".join(members).split(b":")).reshape(-1, 3)
+    cols = np.array(joined.replace(b",", b":").split(b":")).reshape(-1, 3)
     return Readings(
         cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int32), cols[:, 2].astype(np.uint8)
     )
 
 
-def merge_read(
-    user_id: str, hot: Sequence[bytes], chunks: Sequence[bytes], cut_ms: bytes | None
-) -> Readings:
-    """One user's readings, ascending, from read.lua's reply: hot members (any order), flat
+def merge_read(user_id: str, hot: bytes, chunks: Sequence[bytes], cut_ms: bytes | None) -> Readings:
+    """One user's readings, ascending, from read.lua's reply: hot members joined by ',' (any
+    order), flat
     (start, blob) pairs of compacted chunks, and the retention cut-off of the last write.
 
     Raises CorruptData naming the user and the chunk when a blob cannot be decoded."""
-    parts = [parse_members(hot)]
+    parts = [parse_joined(hot)]
     for start, blob in zip(chunks[0::2], chunks[1::2], strict=True):
         try:
             ts, bpm, cls = decode_chunk(bytes(blob))

@@ -285,7 +285,7 @@ class ReadingStore:
             if isinstance(reply, Exception):
                 raise reply
         hot, chunks, cut_ms = reply
-        return merge_read(user_id, cast(list[bytes], hot), cast(list[bytes], chunks), cut_ms)
+        return merge_read(user_id, bytes(hot), cast(list[bytes], chunks), cut_ms)
 
     async def recent(self, user_id: str, n: int) -> Readings:
         """The user's newest n readings, newest first."""
