@@ -32,12 +32,19 @@ def _classify(bpm: NDArray[np.int32]) -> NDArray[np.uint8]:
 
 
 async def bench_batches(
-    store: ReadingStore, total: int, batch: int, n_users: int, concurrency: int
+    store: ReadingStore,
+    total: int,
+    batch: int,
+    n_users: int,
+    concurrency: int,
+    users_of: int | None = None,
+    start_ms: int = T0_MS,
 ) -> float:
-    """Writes `total` new readings, `batch` per call, over `n_users` users; returns readings/s."""
+    """Writes `total` new readings, `batch` per call, over `n_users` users; returns readings/s.
+    Fresh users per run (no reading a duplicate of an earlier run's), or those of the run with
+    concurrency `users_of`, continuing at start_ms."""
     rng = np.random.default_rng(0)
-    # Fresh users per run, so that no reading is a duplicate of an earlier run's.
-    users = [f"bench-c{concurrency}-user-{i}" for i in range(n_users)]
+    users = [f"bench-c{users_of or concurrency}-user-{i}" for i in range(n_users)]
     user_of = [users[i % n_users] for i in range(batch)]
     per_user = batch // n_users  # each batch advances every user by this many readings
     n_batches = total // batch
@@ -49,7 +56,7 @@ async def bench_batches(
         while not queue.empty():
             b = queue.get_nowait()
             step = np.arange(batch, dtype=np.int64) // n_users + b * per_user
-            ts = T0_MS + step * 1000  # one reading per user per second
+            ts = start_ms + step * 1000  # one reading per user per second
             bpm = rng.integers(40, 181, batch).astype(np.int32)
             now = int(ts[-1])
             await store.write_batch(user_of, ts, bpm, _classify(bpm), now)
@@ -93,6 +100,15 @@ async def run(args: argparse.Namespace, url: str) -> list[tuple[str, str]]:
             rate = await bench_batches(store, args.readings, args.batch, args.users, conc)
             label = f"batch write, {args.batch}/batch, {args.users} users, {conc} in flight"
             rows.append((label, f"{rate:,.0f} readings/s"))
+        # Steady state: the same users once their history is compacted (each write then also
+        # checks and trims the user's chunks).
+        compactor = await store.compactor()
+        stats = await compactor.sweep(T0_MS + 86_400_000)
+        later = T0_MS + 86_400_000 - 3_600_000  # past every chunk written above
+        rate = await bench_batches(store, args.readings, args.batch, args.users, args.concurrency,
+                                   users_of=args.concurrency, start_ms=later)  # fmt: skip
+        rows.append((f"same, {args.concurrency} in flight, users with compacted history "
+                     f"({stats.chunks_written} chunks)", f"{rate:,.0f} readings/s"))  # fmt: skip
         single = await bench_single(store, args.single)
         p50, p99 = np.percentile(single, [50, 99])
         rows.append((f"single-reading write_batch ({args.single} sequential)",

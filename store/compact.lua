@@ -11,6 +11,8 @@
 --   KEYS[2]  hr:{<user_id>}:chunks    compacted chunks (score chunk start, member blob)
 --   KEYS[3]  hr:{<user_id>}:pin       while it exists, a write is searching the user's chunks
 --                                      for duplicates: leave them alone (return 0)
+--   KEYS[4]  hr:{<user_id>}:alert     its chunk_lo / chunk_hi (oldest / newest chunk start)
+--                                      are kept up to date for store.lua
 -- ARGV:
 --   ARGV[1]  start        chunk start, ms; the chunk holds start <= ts_ms < start + chunk_ms
 --   ARGV[2]  chunk_ms     chunk span, ms
@@ -41,4 +43,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], start, start)
 redis.call('ZADD', KEYS[2], start, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], start, stop)
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local bounds = redis.call('HMGET', KEYS[4], 'chunk_lo', 'chunk_hi')
+local n = tonumber(start)
+local lo, hi = tonumber(bounds[1]), tonumber(bounds[2])
+if not lo or n < lo then
+  redis.call('HSET', KEYS[4], 'chunk_lo', start)
+end
+if not hi or n > hi then
+  redis.call('HSET', KEYS[4], 'chunk_hi', start)
+end
+if redis.call('PTTL', KEYS[4]) < 0 then
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
+end
 return 1

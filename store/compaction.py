@@ -196,7 +196,9 @@ class Compactor:
         args += [blob, self._retention_ms]
         self._sha = self._sha or await self._conn.load_script(COMPACT_SCRIPT)
         (reply,) = await self._conn.evalsha_many(
-            self._sha, COMPACT_SCRIPT, [([hot_key, chunks_key, PIN_KEY.format(user=user)], args)]
+            self._sha,
+            COMPACT_SCRIPT,
+            [([hot_key, chunks_key, PIN_KEY.format(user=user), keys[2]], args)],
         )
         if isinstance(reply, Exception):
             raise reply

@@ -43,7 +43,10 @@
 -- entry, so late readings could not be stored) and plain Redis 6.2/7.0 has no time-series module.
 --
 -- Retention: hot readings older than the cut-off and whole chunks that end at or before it are
--- removed here; readings of the chunk that straddles the cut-off are filtered out by the reads.
+-- removed here; readings of the chunk that straddles the cut-off are filtered out by the reads
+-- (with a cut-off that lags by at most a minute). The alert hash also keeps chunk_lo/chunk_hi,
+-- the oldest and newest compacted chunk (compact.lua sets them), so that a user's write costs no
+-- extra command for its chunks unless it reaches back into them or to the cut-off.
 --
 -- Alert machine: mirrors core/alerts.py step by step; tests/integration/test_store.py checks
 -- that the two agree. Readings with ts_ms <= last_ts_ms are late: stored, no state change.
@@ -102,12 +105,28 @@ local function step(s, ts, c)
   return raised, cleared
 end
 
+-- Also read with the state (never written back by save_state): the oldest and newest compacted
+-- chunk's start (set by compact.lua; nil: no chunk) and the cut-off the reads use (cut_ms).
+local CHUNK_FIELDS = { 'chunk_lo', 'chunk_hi', 'cut_ms' }
+-- cut_ms is rewritten only when it lags the current cut-off by more than this, ms.
+local CUT_STEP_MS = 60000
+
+local ALL_FIELDS = {}
+for _, name in ipairs(FIELDS) do
+  ALL_FIELDS[#ALL_FIELDS + 1] = name
+end
+for _, name in ipairs(CHUNK_FIELDS) do
+  ALL_FIELDS[#ALL_FIELDS + 1] = name
+end
+
 local function load_state(key)
-  local raw = redis.call('HMGET', key, unpack(FIELDS))
+  local raw = redis.call('HMGET', key, unpack(ALL_FIELDS))
   local s = {}
   for i, name in ipairs(FIELDS) do
     s[name] = tonumber(raw[i]) or 0
   end
+  local k = #FIELDS
+  s.chunk_lo, s.chunk_hi, s.cut_ms = tonumber(raw[k + 1]), tonumber(raw[k + 2]), tonumber(raw[k + 3])
   return s
 end
 
@@ -163,15 +182,20 @@ local function parse_checked(text)
   return checked
 end
 
--- True when some reading of members lies in a compacted chunk the caller has not searched (or
--- whose blob changed since it did).
-local function needs_search(ckey, members, checked)
-  local seen = {}
+-- True when some reading of members (ascending) lies in a compacted chunk the caller has not
+-- searched (or whose blob changed since it did). Chunks newer than chunk_hi cannot exist, so a
+-- user streaming current readings costs no command here.
+local function needs_search(ckey, members, checked, chunk_hi)
+  local last = nil
   for _, member in ipairs(members) do
     local ts = tonumber(string.sub(member, 1, TS_DIGITS))
-    local start = int_text(ts - ts % chunk_ms)
-    if not seen[start] then
-      seen[start] = true
+    local first = ts - ts % chunk_ms
+    if first > chunk_hi then
+      return false
+    end
+    local start = int_text(first)
+    if first ~= last then
+      last = first
       if redis.call('ZCOUNT', ckey, start, start) > 0 then
         local sha = checked[start]
         if not sha then
@@ -203,9 +227,9 @@ for u = 1, n_users do
   for i = 1, tonumber(ARGV[6 + u]) do
     members[i] = next_member()
   end
-  local has_chunks = redis.call('EXISTS', ckey) == 1
+  local has_chunks = s.chunk_hi ~= nil
   if has_chunks and #members > 0 and
-      needs_search(ckey, members, parse_checked(ARGV[6 + n_users + u])) then
+      needs_search(ckey, members, parse_checked(ARGV[6 + n_users + u]), s.chunk_hi) then
     for _ = 1, #members do
       dup[#dup + 1] = '2'
     end
@@ -240,11 +264,19 @@ for u = 1, n_users do
     -- A user who stops sending leaves nothing behind: every reading is past retention by then.
     redis.call('PEXPIRE', zkey, retention_ms)
     redis.call('PEXPIRE', akey, retention_ms)
-    if has_chunks then
+    -- Compacted chunks reach the cut-off: drop the whole expired ones, and move the cut-off the
+    -- reads apply to the chunk that straddles it (read.lua), at most once per CUT_STEP_MS.
+    local cut = now_ms - retention_ms
+    if has_chunks and s.chunk_lo and s.chunk_lo <= cut and
+        (not s.cut_ms or s.cut_ms < cut - CUT_STEP_MS) then
       redis.call('ZREMRANGEBYSCORE', ckey, '-inf', chunk_cutoff)
-      -- Reads leave out readings of the chunk that straddles the cut-off (read.lua).
-      redis.call('HSET', akey, 'cut_ms', int_text(now_ms - retention_ms))
-      redis.call('PEXPIRE', ckey, retention_ms)
+      redis.call('HSET', akey, 'cut_ms', int_text(cut))
+      local oldest = redis.call('ZRANGE', ckey, 0, 0, 'WITHSCORES')
+      if oldest[2] then
+        redis.call('HSET', akey, 'chunk_lo', oldest[2])
+      else
+        redis.call('HDEL', akey, 'chunk_lo', 'chunk_hi')
+      end
     end
   end
   per_user[#per_user + 1] = s.active

@@ -20,7 +20,14 @@ from heartrate_serve.core.alerts import AlertRules
 from heartrate_serve.core.errors import CorruptData
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 from heartrate_serve.store.compaction import Compactor
-from heartrate_serve.store.keys import CHUNK_MS, CHUNKS_KEY, PIN_KEY, READINGS_KEY, chunk_start
+from heartrate_serve.store.keys import (
+    ALERT_KEY,
+    CHUNK_MS,
+    CHUNKS_KEY,
+    PIN_KEY,
+    READINGS_KEY,
+    chunk_start,
+)
 from heartrate_serve.store.store import ReadingStore
 
 RawRedis = aioredis.Redis | AsyncRedisCluster  # conftest.raw_redis: single or cluster
@@ -171,6 +178,7 @@ async def test_compaction_commit_refuses_a_changed_chunk(store: ReadingStore) ->
     client = await store.client()
     sha = await client.load_script(compaction.COMPACT_SCRIPT)
     keys = [READINGS_KEY.format(user="u1"), CHUNKS_KEY.format(user="u1"), PIN_KEY.format(user="u1")]
+    keys.append(ALERT_KEY.format(user="u1"))
     (reply,) = await client.evalsha_many(
         sha, compaction.COMPACT_SCRIPT, [(keys, [T0, CHUNK_MS, "0" * 40, "", b"x", RETENTION_MS])]
     )
