@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -28,33 +27,24 @@ from heartrate_serve.core.errors import StoreUnavailable
 from heartrate_serve.service.metrics import redis_timed
 from heartrate_serve.settings import Settings
 from heartrate_serve.store import write_plan
-from heartrate_serve.store.codec import CorruptChunk, decode_chunk
 from heartrate_serve.store.compaction import Compactor
 from heartrate_serve.store.keys import (
     ALERT_KEY,
     CHUNK_MS,
     CHUNKS_KEY,
     MAX_TS_MS,
-    PIN_KEY,
-    PIN_MS,
     PROFILE_KEY,
     READINGS_KEY,
-    chunk_start,
 )
 from heartrate_serve.store.readings import Readings, merge_read
 from heartrate_serve.store.redis_client import RedisClient, connect, store_errors
+from heartrate_serve.store.writes import write_sorted
 
 log = logging.getLogger(__name__)
 
 _SCRIPTS = resources.files("heartrate_serve.store")
-WRITE_SCRIPT = (_SCRIPTS / "store.lua").read_text(encoding="utf-8")
 READ_SCRIPT = (_SCRIPTS / "read.lua").read_text(encoding="utf-8")
-# A write whose users' compacted chunks keep changing under it (a compaction between its calls)
-# is tried this many times before it answers StoreUnavailable.
-WRITE_ATTEMPTS = 8
-# Between such attempts a random pause of up to this many seconds times the attempt number, so
-# that a sweep rewriting the same chunks gets past (sweeps run every COMPACT_INTERVAL_S).
-WRITE_BACKOFF_S = 0.002
+READ_SHA = hashlib.sha1(READ_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _ALERT_FIELDS = tuple(f.name for f in fields(AlertState))
 
 __all__ = ["ALERT_KEY", "READINGS_KEY", "ReadingStore", "Readings", "StoreUnavailable"]
@@ -103,8 +93,6 @@ class ReadingStore:
         self._rules = alert_rules
         self._conn: RedisClient | None = None
         self._connecting = asyncio.Lock()
-        self._write_sha: str | None = None
-        self._read_sha: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, alert_rules: AlertRules) -> ReadingStore:
@@ -175,7 +163,7 @@ class ReadingStore:
             conn = await self.client()
             slots = np.array([conn.slot_of(READINGS_KEY.format(user=u)) for u in users], np.int64)
             s = write_plan.sort_readings(user_code, ts_ms, bpm, classification, slots)
-            result, alerts, events = await self._write_sorted(conn, s, users, now_ms)
+            result, alerts, events = await write_sorted(conn, s, users, self._params(now_ms))
         duplicate = np.empty(n, dtype=np.bool_)
         duplicate[s.order] = result == write_plan.DUPLICATE
         return WriteResult(
@@ -183,93 +171,6 @@ class ReadingStore:
             {users[c]: a for c, a in alerts.items()},
             {users[c]: e for c, e in events.items()},
         )
-
-    async def _write_sorted(
-        self, conn: RedisClient, s: write_plan.Sorted, users: list[str], now_ms: int
-    ) -> tuple[NDArray[np.uint8], dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
-        """Runs store.lua until no reading is left 'not looked at'; a code per sorted reading."""
-        params = self._params(now_ms)
-        result = np.zeros(len(s.members), np.uint8)
-        todo = np.ones(len(s.members), np.bool_)
-        checked: dict[int, str] = {}
-        alerts: dict[int, tuple[int, int]] = {}
-        events: dict[int, tuple[int, int]] = {}
-        for attempt in range(WRITE_ATTEMPTS):
-            if attempt >= 2:  # a compaction changed a chunk between search and write
-                await asyncio.sleep(random.uniform(0, WRITE_BACKOFF_S * attempt))
-            idx = np.flatnonzero(todo)
-            sub = write_plan.Sorted(
-                s.order[idx], s.codes[idx], s.slots[idx], [s.members[i] for i in idx.tolist()]
-            )
-            calls = write_plan.plan_calls(sub, users, params, checked)
-            replies = await self._run_write(conn, calls)
-            out = write_plan.read_replies(calls, replies)
-            result[idx] = out.codes
-            alerts.update(out.alerts)
-            for code, (up, down) in out.events.items():
-                old_up, old_down = events.get(code, (0, 0))
-                events[code] = (old_up + up, old_down + down)
-            blocked = out.codes == write_plan.NOT_LOOKED_AT
-            todo[idx[~blocked]] = False
-            if not blocked.any():
-                return result, alerts, events
-            plan = write_plan.search_plan(sub, blocked, chunk_start)
-            if attempt >= 1:  # lost a race with compaction: pause it for these users
-                await self._pin(conn, [users[code] for code in plan])
-            found, checked = await self._search_chunks(conn, users, plan)
-            for j in np.flatnonzero(blocked).tolist():
-                code, ts = int(sub.codes[j]), int(sub.members[j][:13])
-                if ts in found.get(code, ()):
-                    result[idx[j]] = write_plan.DUPLICATE
-                    todo[idx[j]] = False
-        raise StoreUnavailable(
-            f"compaction changed the chunks of this write {WRITE_ATTEMPTS} times in a row; retry"
-        )
-
-    async def _pin(self, conn: RedisClient, users: list[str]) -> None:
-        """Pauses compaction of these users for PIN_MS (compact.lua checks the pin key)."""
-        replies = await conn.run_many(
-            [("SET", PIN_KEY.format(user=u), 1, "PX", PIN_MS) for u in users]
-        )
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-
-    async def _run_write(self, conn: RedisClient, calls: list[write_plan.Call]) -> list[Any]:
-        self._write_sha = self._write_sha or await conn.load_script(WRITE_SCRIPT)
-        replies = await conn.evalsha_many(
-            self._write_sha, WRITE_SCRIPT, [(c.keys, c.args) for c in calls]
-        )
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
-
-    async def _search_chunks(
-        self, conn: RedisClient, users: list[str], plan: dict[int, list[int]]
-    ) -> tuple[dict[int, set[int]], dict[int, str]]:
-        """Timestamps stored in the given compacted chunks, and the checked_u text per user."""
-        wanted = [(code, start) for code, starts in plan.items() for start in starts]
-        blobs = await conn.run_many(
-            [("ZRANGEBYSCORE", CHUNKS_KEY.format(user=users[c]), s, s) for c, s in wanted]
-        )
-        for reply in blobs:
-            if isinstance(reply, Exception):
-                raise reply
-        found: dict[int, set[int]] = {code: set() for code in plan}
-        checked: dict[int, list[str]] = {code: [] for code in plan}
-        for (code, start), members in zip(wanted, blobs, strict=True):
-            if not members:
-                continue  # not compacted (any more): the hot part holds the whole chunk
-            blob = bytes(members[0])
-            checked[code].append(f"{start}={_sha1(blob)}")
-            try:
-                found[code].update(decode_chunk(blob)[0].tolist())
-            except CorruptChunk as error:
-                # Stored anyway (in the hot part): better a possible duplicate than a lost reading.
-                log.error("user %r, chunk %d: cannot search it for duplicates: %s",
-                          users[code], start, error)  # fmt: skip
-        return found, {code: ",".join(texts) for code, texts in checked.items()}
 
     def _params(self, now_ms: int) -> list[int]:
         """The fixed ARGV head of store.lua: now_ms, retention_ms, sustain_ms, clear_readings."""
@@ -280,8 +181,7 @@ class ReadingStore:
         keys = [k.format(user=user_id) for k in (READINGS_KEY, CHUNKS_KEY, ALERT_KEY)]
         with _guard(op):
             conn = await self.client()
-            self._read_sha = self._read_sha or await conn.load_script(READ_SCRIPT)
-            (reply,) = await conn.evalsha_many(self._read_sha, READ_SCRIPT, [(keys, args)])
+            (reply,) = await conn.evalsha_many(READ_SHA, READ_SCRIPT, [(keys, args)])
             if isinstance(reply, Exception):
                 raise reply
         hot, chunks, cut_ms = reply
@@ -353,11 +253,6 @@ class ReadingStore:
         if self._conn is not None:
             await self._conn.aclose()
             self._conn = None
-
-
-def _sha1(blob: bytes) -> str:
-    """Hex sha1 as Redis Lua's redis.sha1hex gives it."""
-    return hashlib.sha1(blob, usedforsecurity=False).hexdigest()
 
 
 def _check_values(

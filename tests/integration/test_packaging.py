@@ -15,13 +15,13 @@ PROBE = """
 import json, heartrate_serve
 from heartrate_serve.settings import Settings
 from heartrate_serve.runtime.serve_config import deployment_user_configs
-from heartrate_serve.store import compaction, store
+from heartrate_serve.store import compaction, store, writes
 s = Settings.from_env({})
 print(json.dumps({
     "package": heartrate_serve.__file__,
     "serve_config": str(s.serve_config),
     "deployments": sorted(deployment_user_configs(s.serve_config)),
-    "lua_bytes": min(len(store.WRITE_SCRIPT), len(store.READ_SCRIPT),
+    "lua_bytes": min(len(writes.WRITE_SCRIPT), len(store.READ_SCRIPT),
                      len(compaction.COMPACT_SCRIPT), len(compaction.SHRINK_SCRIPT)),
 }))
 """
