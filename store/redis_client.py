@@ -173,6 +173,7 @@ class RedisClient:
         self._timeout_s = timeout_s
         self._gates: dict[str, asyncio.Semaphore] = {}  # cluster node name -> its turns
         self._loading: dict[str, asyncio.Future[Any]] = {}  # script sha -> its SCRIPT LOADs
+        self._loaded: set[str] = set()  # shas this client loaded before their first EVALSHA
 
     def slot_of(self, key: str) -> int:
         """The key's hash slot (CRC16 of the hash tag or whole key); 0 for a single Redis."""
@@ -218,6 +219,9 @@ class RedisClient:
             if len(slots) > 1:
                 raise ValueError(f"EVALSHA keys span {len(slots)} cluster slots: {keys}")
             cmds.append((slots.pop() if slots else None, ("EVALSHA", sha, len(keys), *keys, *args)))
+        if sha not in self._loaded:  # first use: load it rather than pay a NOSCRIPT per call
+            await self._reload(script)
+            self._loaded.add(sha)
         replies = await self._execute(cmds)
         todo = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if todo:
