@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heartrate_serve.core.alerts import AlertRules
+from heartrate_serve.loadtest.bench_codec import classes, wander
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 from heartrate_serve.store.compaction import Compactor
 from heartrate_serve.store.keys import CHUNK_MS, CHUNKS_KEY, READINGS_KEY, chunk_start
@@ -36,16 +37,8 @@ WRITE_BATCH = 20_000
 Series = tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.uint8]]
 
 
-def _wander(rng: np.random.Generator, n: int) -> NDArray[np.int32]:
-    """Heart rate wandering -3..+3 bpm per second, folded back at 40 and 200."""
-    walk = 100 + np.cumsum(rng.integers(-3, 4, n)) - 40
-    folded = walk % 320
-    return (40 + np.where(folded <= 160, folded, 320 - folded)).astype(np.int32)
-
-
 def _series(ts: NDArray[np.int64], bpm: NDArray[np.int32]) -> Series:
-    cls = np.where(bpm < 50, 1, np.where(bpm > 150, 2, 0)).astype(np.uint8)
-    return ts, bpm, cls
+    return ts, bpm, classes(bpm)
 
 
 def _grid(rng: np.random.Generator, n: int, period_ms: int) -> NDArray[np.int64]:
@@ -55,13 +48,13 @@ def _grid(rng: np.random.Generator, n: int, period_ms: int) -> NDArray[np.int64]
 # Kind of data -> generator of n_seconds of it (timestamps from 0, ascending, unique).
 KINDS: dict[str, Callable[[np.random.Generator, int], Series]] = {
     "1 Hz, ±150 ms jitter, bpm wandering ±3/s": lambda rng, s: _series(
-        _grid(rng, s, 1000), _wander(rng, s)
+        _grid(rng, s, 1000), wander(rng, s)
     ),
     "irregular: intervals 1000 ±150 ms": lambda rng, s: _series(
-        np.cumsum(1000 + rng.integers(-150, 151, s)).astype(np.int64), _wander(rng, s)
+        np.cumsum(1000 + rng.integers(-150, 151, s)).astype(np.int64), wander(rng, s)
     ),
     "every 5 s, ±150 ms jitter": lambda rng, s: _series(
-        _grid(rng, s // 5, 5000), _wander(rng, s)[::5].copy()
+        _grid(rng, s // 5, 5000), wander(rng, s)[::5].copy()
     ),
     "1 Hz, random bpm 40..200 (worst case)": lambda rng, s: _series(
         _grid(rng, s, 1000), rng.integers(40, 201, s).astype(np.int32)

@@ -30,14 +30,15 @@ REPEATS = 3
 Series = tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.uint8]]
 
 
-def _wander(rng: np.random.Generator, n: int) -> NDArray[np.int32]:
+def wander(rng: np.random.Generator, n: int) -> NDArray[np.int32]:
     """Heart rate wandering -3..+3 bpm per second, folded back at 40 and 200 (never stuck there)."""
     walk = 100 + np.cumsum(rng.integers(-3, 4, n)) - 40
     folded = walk % 320
     return (40 + np.where(folded <= 160, folded, 320 - folded)).astype(np.int32)
 
 
-def _classes(bpm: NDArray[np.int32]) -> NDArray[np.uint8]:
+def classes(bpm: NDArray[np.int32]) -> NDArray[np.uint8]:
+    """NORMAL 50-150 bpm, LOW below, HIGH above (the default bands)."""
     return np.where(bpm < 50, 1, np.where(bpm > 150, 2, 0)).astype(np.uint8)
 
 
@@ -49,10 +50,10 @@ def _jittered(rng: np.random.Generator, n: int, period_ms: int) -> NDArray[np.in
 def kinds(rng: np.random.Generator) -> dict[str, Series]:
     """A day of each kind of data, all in ascending unique timestamps."""
     n = DAY_S
-    ts, bpm = _jittered(rng, n, 1000), _wander(rng, n)
-    out = {"(a) 1 Hz, +-150 ms jitter": (ts, bpm, _classes(bpm))}
+    ts, bpm = _jittered(rng, n, 1000), wander(rng, n)
+    out = {"(a) 1 Hz, +-150 ms jitter": (ts, bpm, classes(bpm))}
     walk_ts = T0_MS + np.cumsum(1000 + rng.integers(-150, 151, n))
-    out["(b) irregular: 1000+-150 ms steps"] = (walk_ts, bpm, _classes(bpm))
+    out["(b) irregular: 1000+-150 ms steps"] = (walk_ts, bpm, classes(bpm))
     keep = np.ones(n, bool)
     for start in rng.integers(0, n - 1800, 6):  # device off 10-30 min, six times a day
         keep[start : start + rng.integers(600, 1801)] = False
@@ -60,11 +61,11 @@ def kinds(rng: np.random.Generator) -> dict[str, Series]:
     gap_ts = np.concatenate((ts[keep], ts[keep & dup]))
     gap_bpm = np.concatenate((bpm[keep], bpm[keep & dup]))
     gap_ts, first = np.unique(gap_ts, return_index=True)
-    out["(c) 1 Hz, gaps, dups removed"] = (gap_ts, gap_bpm[first], _classes(gap_bpm[first]))
-    slow_bpm = _wander(rng, n)[::5]
-    out["(d) 5 s sampling"] = (_jittered(rng, n // 5, 5000), slow_bpm, _classes(slow_bpm))
+    out["(c) 1 Hz, gaps, dups removed"] = (gap_ts, gap_bpm[first], classes(gap_bpm[first]))
+    slow_bpm = wander(rng, n)[::5]
+    out["(d) 5 s sampling"] = (_jittered(rng, n // 5, 5000), slow_bpm, classes(slow_bpm))
     rand_bpm = rng.integers(40, 201, n).astype(np.int32)
-    out["(e) random bpm 40..200"] = (ts, rand_bpm, _classes(rand_bpm))
+    out["(e) random bpm 40..200"] = (ts, rand_bpm, classes(rand_bpm))
     return out
 
 

@@ -127,7 +127,7 @@ class EmbeddedRedis:
                 raise EmbeddedRedisError(
                     f"redis-server exited with code {code} during start:\n{self.log_tail()}"
                 )
-            if _ping(self.port):
+            if answers_ping(self.port):
                 return
             time.sleep(0.02)
         raise EmbeddedRedisError(
@@ -183,7 +183,7 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _ping(port: int) -> bool:
+def answers_ping(port: int) -> bool:
     """True when a Redis on 127.0.0.1:port answers PING (raw RESP, no client library)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:

@@ -25,7 +25,7 @@ from typing import Self
 
 import redis
 
-from heartrate_serve.runtime.embedded_redis import redis_server_binary
+from heartrate_serve.runtime.embedded_redis import answers_ping, redis_server_binary
 
 N_SLOTS = 16384
 BUS_PORT_OFFSET = 10000  # Redis 6.2: the cluster bus port is always port + 10000
@@ -141,7 +141,7 @@ class ClusterNodeProcess:
                 code = self._proc.returncode
                 self._proc = None
                 raise RedisClusterError(f"node {self.port} exited with {code}:\n{self.log_tail()}")
-            if _ping(self.port):
+            if answers_ping(self.port):
                 return
             time.sleep(0.02)
         self.kill()
@@ -335,13 +335,3 @@ class RedisCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _ping(port: int) -> bool:
-    """True when a Redis on 127.0.0.1:port answers PING (raw RESP)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
