@@ -144,20 +144,22 @@ class Compactor:
     async def _compact_user(self, user: str, now_ms: int, stats: SweepStats) -> int:
         limit = self.closed_before(now_ms)
         hot_key, chunks_key = READINGS_KEY.format(user=user), CHUNKS_KEY.format(user=user)
-        written, low, moved = 0, "-inf", stats.readings_moved
+        # This user's moved readings: not from `stats`, which users compacted at the same
+        # time also add to.
+        written, low, moved = 0, "-inf", 0
         while True:
             first = await self._conn.call(
                 "ZRANGEBYSCORE", hot_key, low, f"({limit}", "WITHSCORES", "LIMIT", 0, 1
             )
             if not first:
-                moved = stats.readings_moved - moved
                 if moved >= SHRINK_MIN:
                     await self._shrink(hot_key, moved // SHRINK_RATIO)
                 return written
             start = chunk_start(int(_first_score(first)))
             low = str(start + CHUNK_MS)  # the next chunk, whatever happens to this one
-            if await self._compact_chunk(user, hot_key, chunks_key, start, stats):
-                written += 1
+            n = await self._compact_chunk(user, hot_key, chunks_key, start, stats)
+            if n:
+                written, moved = written + 1, moved + n
 
     async def _shrink(self, hot_key: str, max_left: int) -> None:
         """Rebuilds the hot part when at most max_left readings are left in it (shrink.lua)."""
@@ -170,7 +172,8 @@ class Compactor:
 
     async def _compact_chunk(
         self, user: str, hot_key: str, chunks_key: str, start: int, stats: SweepStats
-    ) -> bool:
+    ) -> int:
+        """Compacts one chunk; the number of hot readings it moved (0: nothing or a conflict)."""
         keys = [hot_key, chunks_key, ALERT_KEY.format(user=user)]
         self._read_sha = self._read_sha or await self._conn.load_script(READ_SCRIPT)
         (reply,) = await self._conn.evalsha_many(
@@ -180,7 +183,7 @@ class Compactor:
             raise reply
         joined, old, _ = reply
         if not joined:
-            return False
+            return 0
         joined = bytes(joined)
         hot = parse_joined(joined)
         old_blob = bytes(old[1]) if old else b""
@@ -190,7 +193,7 @@ class Compactor:
             stats.corrupt += 1
             log.error("user %r, chunk %d: blob cannot be decoded, left as it is (its late "
                       "readings stay in the hot part): %s", user, start, error)  # fmt: skip
-            return False
+            return 0
         blob = encode_chunk(merged.ts_ms, merged.bpm, merged.classification)
         args = [start, CHUNK_MS, _sha1(joined), _sha1(old_blob) if old_blob else ""]
         args += [blob, self._retention_ms]
@@ -204,10 +207,10 @@ class Compactor:
             raise reply
         if int(reply) != 1:
             stats.conflicts += 1
-            return False
+            return 0
         stats.chunks_written += 1
         stats.readings_moved += len(hot)
-        return True
+        return len(hot)
 
     async def run(
         self, interval_s: float, stop: asyncio.Event, clock_ms: Callable[[], int] | None = None

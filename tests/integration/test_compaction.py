@@ -332,3 +332,30 @@ async def test_hot_part_shrinks_after_a_backfill_is_compacted(
     assert small < 200 * left  # ~110 B/reading; the 2-day table alone was ~1.3 MB (8 B/slot)
     assert big > 50 * small
     assert_same(await store.range("u1", 0, now), ts, bpm, cls)
+
+
+async def test_only_a_user_that_moved_much_has_its_hot_part_rebuilt(
+    store: ReadingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shrink decision counts each user's own moved readings: users compacted in the same
+    sweep as a big backfill are not rebuilt for it (each rebuild is a script of O(readings left),
+    up to ~300 ms that Redis serves no one else)."""
+    rebuilt: list[tuple[str, int]] = []
+    shrink = Compactor._shrink
+
+    async def spy(self: Compactor, hot_key: str, max_left: int) -> None:
+        rebuilt.append((hot_key, max_left))
+        await shrink(self, hot_key, max_left)
+
+    monkeypatch.setattr(Compactor, "_shrink", spy)
+    ts, bpm, cls = series(86_400)  # one day at 1 Hz: 47 closed chunks and the open one
+    now = int(ts[-1]) + 1000
+    await put(store, "big", ts, bpm, cls, now)
+    small = [f"small{i}" for i in range(16)]
+    open_start = chunk_start(now - GRACE_MS)
+    for i, user in enumerate(small):  # 20 readings in a closed chunk, 1 000 in the open one
+        s_ts, s_bpm, s_cls = series(1020, start=open_start - 20_000, seed=i)
+        await put(store, user, s_ts, s_bpm, s_cls, now)
+    await compact(store, now)
+    moved = int(np.sum(ts < open_start))
+    assert rebuilt == [(READINGS_KEY.format(user="big"), moved // 4)]
