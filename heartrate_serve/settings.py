@@ -7,13 +7,14 @@ environment value raises SettingsError naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class SettingsError(ValueError):
@@ -30,7 +31,17 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 # Field name -> environment variable.
 ENV_NAMES = {
     "grpc_port": "GRPC_PORT",
+    "grpc_host": "GRPC_HOST",
     "metrics_port": "METRICS_PORT",
+    "metrics_host": "METRICS_HOST",
+    "tls_cert_file": "TLS_CERT_FILE",
+    "tls_key_file": "TLS_KEY_FILE",
+    "tls_client_ca_file": "TLS_CLIENT_CA_FILE",
+    "auth_mode": "AUTH_MODE",
+    "auth_jwt_public_key_file": "AUTH_JWT_PUBLIC_KEY_FILE",
+    "auth_jwt_secret_file": "AUTH_JWT_SECRET_FILE",
+    "auth_jwt_issuer": "AUTH_JWT_ISSUER",
+    "auth_jwt_audience": "AUTH_JWT_AUDIENCE",
     "redis_url": "REDIS_URL",
     "data_dir": "DATA_DIR",
     "log_dir": "LOG_DIR",
@@ -53,7 +64,17 @@ def _normalised(name: str, raw: str) -> str:
     """Case-insensitive choices: level names upper case, the other choices lower case."""
     if name == "log_level":
         return raw.upper()
-    return raw.lower() if name in ("redis_fsync", "ingress_mode") else raw
+    return raw.lower() if name in ("redis_fsync", "ingress_mode", "auth_mode") else raw
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or the name localhost (where nothing else can connect)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseModel):
@@ -62,7 +83,25 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     grpc_port: Port = 50051
+    # Where the gRPC port listens: loopback unless asked (0.0.0.0 or :: for every interface).
+    grpc_host: str = Field(default="127.0.0.1", min_length=1)
     metrics_port: Port = 8080
+    # Where the Prometheus metrics endpoint listens.
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    # PEM certificate chain and key: the gRPC port then speaks TLS only (HTTP/2 over ALPN h2).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # PEM CA bundle: clients must present a certificate signed by it (mutual TLS).
+    tls_client_ca_file: Path | None = None
+    # none | jwt. Unset: jwt when grpc_host is not a loopback address, none on loopback.
+    auth_mode: Literal["none", "jwt"] | None = None
+    # JWT verification key: PEM public key (RS256/ES256) or a JWKS file (keys chosen by kid)...
+    auth_jwt_public_key_file: Path | None = None
+    # ... or a shared secret (HS256, small setups). Not both.
+    auth_jwt_secret_file: Path | None = None
+    # Checked against the token's iss / aud when set.
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
     # None: the launcher starts an embedded redis-server and passes its URL on.
     redis_url: str | None = None
     data_dir: Path = Path("./data")
@@ -101,6 +140,39 @@ class Settings(BaseModel):
     def _absolute(cls, value: Path) -> Path:
         return value.absolute()
 
+    @field_validator(
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_client_ca_file",
+        "auth_jwt_public_key_file",
+        "auth_jwt_secret_file",
+    )
+    @classmethod
+    def _absolute_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.absolute()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+        if self.auth_jwt_public_key_file is not None and self.auth_jwt_secret_file is not None:
+            raise ValueError("AUTH_JWT_PUBLIC_KEY_FILE and AUTH_JWT_SECRET_FILE: set one, not both")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """True when the gRPC port speaks TLS."""
+        return self.tls_cert_file is not None
+
+    @property
+    def effective_auth_mode(self) -> Literal["none", "jwt"]:
+        """AUTH_MODE, or its default: jwt unless the gRPC port is on a loopback address."""
+        if self.auth_mode is not None:
+            return self.auth_mode
+        return "none" if is_loopback(self.grpc_host) else "jwt"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Builds settings from `env` (default: os.environ), validating every value; non-None
@@ -116,7 +188,9 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as error:
             first = error.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else ""
+            if not first["loc"]:  # a rule across fields: its message names the variables
+                raise SettingsError(str(first["msg"]).removeprefix("Value error, ")) from None
+            field = str(first["loc"][0])
             var = ENV_NAMES.get(field, field)
             raise SettingsError(f"{var}: {first['msg']}, got {first.get('input')!r}") from None
 
