@@ -42,6 +42,7 @@ ENV_NAMES = {
     "auth_jwt_secret_file": "AUTH_JWT_SECRET_FILE",
     "auth_jwt_issuer": "AUTH_JWT_ISSUER",
     "auth_jwt_audience": "AUTH_JWT_AUDIENCE",
+    "client_token": "HEARTRATE_TOKEN",
     "redis_url": "REDIS_URL",
     "data_dir": "DATA_DIR",
     "log_dir": "LOG_DIR",
@@ -58,6 +59,10 @@ ENV_NAMES = {
     "instance_dir": "INSTANCE_DIR",
     "serve_config": "SERVE_CONFIG",
 }
+
+
+# Client settings (the CLI's), never handed to the service's processes.
+_CLIENT_ONLY = frozenset({"client_token"})
 
 
 def _normalised(name: str, raw: str) -> str:
@@ -102,6 +107,8 @@ class Settings(BaseModel):
     # Checked against the token's iss / aud when set.
     auth_jwt_issuer: str | None = None
     auth_jwt_audience: str | None = None
+    # For the `heartrate` CLI (a client): the bearer token it sends. Never passed to the service.
+    client_token: str | None = Field(default=None, repr=False)
     # None: the launcher starts an embedded redis-server and passes its URL on.
     redis_url: str | None = None
     data_dir: Path = Path("./data")
@@ -199,5 +206,5 @@ class Settings(BaseModel):
         return {
             var: str(getattr(self, name))
             for name, var in ENV_NAMES.items()
-            if getattr(self, name) is not None
+            if getattr(self, name) is not None and name not in _CLIENT_ONLY
         }
