@@ -9,8 +9,9 @@ from dataclasses import asdict
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
-from heartrate_serve.cli.errors import EXIT_OK, InputError, describe_rpc_error
+from heartrate_serve.cli.errors import EXIT_NOT_SERVING, EXIT_OK, InputError, describe_rpc_error
 from heartrate_serve.cli.inputs import (
     BadLine,
     Reading,
@@ -151,3 +152,21 @@ def cmd_profile_set(args: argparse.Namespace, stub: Any) -> int:
     resp: pb.SetUserProfileResponse = stub.SetUserProfile(req, timeout=args.timeout)
     emit(args.json, profile_dict(resp.profile), profile_lines(resp.profile))
     return EXIT_OK
+
+
+def health_name(status: int) -> str:
+    """The name of a grpc.health.v1 serving status (e.g. SERVING)."""
+    try:
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+        return name
+    except ValueError:
+        return str(status)
+
+
+def cmd_health(args: argparse.Namespace, stub: Any) -> int:
+    """`health`: one grpc.health.v1 Health/Check; exit 0 when SERVING, 4 otherwise."""
+    req = health_pb2.HealthCheckRequest(service=args.service)
+    resp: health_pb2.HealthCheckResponse = stub.Check(req, timeout=args.timeout)
+    name = health_name(resp.status)
+    emit(args.json, {"service": args.service, "status": name}, [name])
+    return EXIT_OK if resp.status == health_pb2.HealthCheckResponse.SERVING else EXIT_NOT_SERVING

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from grpc_health.v1 import health_pb2_grpc
+
+from heartrate_serve.cli.channel import REDACTED
 from heartrate_serve.cli.commands import (
     cmd_batch,
+    cmd_health,
     cmd_profile_get,
     cmd_profile_set,
     cmd_status,
@@ -19,6 +27,15 @@ from heartrate_serve.cli.commands import (
 from heartrate_serve.cli.inputs import parse_bpm, parse_time_ms
 from heartrate_serve.cli.requests import FORMULAS, SEXES, ZONE_MODELS
 from heartrate_serve.cli.simulator import run_simulate
+from heartrate_serve.cli.tokens import (
+    DEFAULT_TTL,
+    check_user_id,
+    cmd_token_issue,
+    scopes_arg,
+    ttl_arg,
+    user_arg,
+    users_arg,
+)
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -63,7 +80,8 @@ def lows_arg(text: str) -> list[int]:
 
 
 def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """--address/--user/--json/--timeout; on subcommands with suppressed defaults."""
+    """--address/--user/--json/--timeout and the connection options; on subcommands with
+    suppressed defaults."""
 
     def default(value: object) -> object:
         """The default, or SUPPRESS so a subcommand does not override the global value."""
@@ -86,6 +104,50 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         type=positive_float,
         default=default(10.0),
         help="per-call deadline in seconds (default 10)",
+    )
+    _connection_options(parser, default)
+
+
+def _connection_options(parser: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
+    """--token and the TLS options (any --tls* option turns TLS on)."""
+    parser.add_argument(
+        "--token",
+        default=default(None),
+        help="bearer token sent on every call (default: $HEARTRATE_TOKEN, which is safer: "
+        "command lines are visible to other users)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help="connect with TLS, trusting the system's CA roots",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=default(None),
+        metavar="FILE",
+        help="connect with TLS, trusting this PEM CA bundle",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=default(None),
+        metavar="FILE",
+        help="PEM client certificate for mutual TLS (with --tls-key)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        default=default(None),
+        metavar="FILE",
+        help="PEM private key of --tls-cert",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default=default(None),
+        metavar="NAME",
+        help="check the server certificate against NAME instead of the address's host",
     )
 
 
@@ -114,6 +176,67 @@ def _add_file_arg(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="lines 'bpm', 'timestamp,bpm' or JSON objects; '-' or absent: stdin",
     )
+
+
+def _add_health(sub: Any) -> None:
+    """The `health` subcommand."""
+    p = sub.add_parser("health", help="grpc.health.v1 Check: SERVING (exit 0) or not (exit 4)")
+    p.add_argument(
+        "--service",
+        default="",
+        metavar="NAME",
+        help="service name to check (default '': the whole server)",
+    )
+    p.set_defaults(handler=cmd_health, stub_class=health_pb2_grpc.HealthStub)
+    _global_options(p, suppress=True)
+
+
+def _add_token(sub: Any) -> None:
+    """The `token issue` subcommand (local: no call to the service)."""
+    p = sub.add_parser("token", help="development tokens, signed locally")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    issue = actions.add_parser(
+        "issue",
+        help="sign a token with the development key (or --key); prints only the token",
+        description="Sign a JWT with the development key `make run` creates in DATA_DIR when "
+        "AUTH_MODE=jwt (or --key FILE); iss/aud from AUTH_JWT_ISSUER/AUTH_JWT_AUDIENCE.",
+    )
+    issue.add_argument(
+        "--user",
+        type=user_arg,
+        default=argparse.SUPPRESS,
+        metavar="U",
+        help="the token's subject (sub): the user it acts as (required)",
+    )
+    issue.add_argument(
+        "--scope",
+        type=scopes_arg,
+        required=True,
+        metavar="SCOPES",
+        help="space-separated: heartrate:read, heartrate:write, heartrate:admin",
+    )
+    issue.add_argument(
+        "--users",
+        type=users_arg,
+        default=None,
+        metavar="A,B",
+        help="users a heartrate:read token may also read (the `users` claim)",
+    )
+    issue.add_argument(
+        "--ttl",
+        type=ttl_arg,
+        default=DEFAULT_TTL,
+        metavar="TTL",
+        help=f"lifetime: 30s, 15m, 1h, 7d or seconds (default {DEFAULT_TTL})",
+    )
+    issue.add_argument(
+        "--key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="PEM private key (EC P-256 or RSA); default: the development key in DATA_DIR",
+    )
+    issue.set_defaults(local_handler=cmd_token_issue)
 
 
 def _add_stream_status_batch(sub: Any) -> None:
@@ -238,16 +361,58 @@ def build_parser() -> argparse.ArgumentParser:
     _add_zones(sub)
     _add_profile(sub)
     _add_simulate(sub)
+    _add_health(sub)
+    _add_token(sub)
     return parser
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parsed and cross-checked arguments (exits with usage on error, like argparse)."""
-    parser = build_parser()
+def _checked(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parsed arguments with the checks across options (argparse usage errors)."""
     args = parser.parse_args(argv)
     if args.command == "zones":
         if (args.from_ts is None) != (args.to_ts is None):
             parser.error("zones: --from and --to go together")
         if args.from_ts is not None and args.file != "-":
             parser.error("zones: give either FILE or --from/--to, not both")
+    if args.command == "token":
+        try:
+            check_user_id(args.user)
+        except ValueError as exc:
+            parser.error(f"token issue: --user is required: {exc}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key: give both or neither")
     return args
+
+
+def token_values(argv: Sequence[str]) -> list[str]:
+    """The values given to --token (or an abbreviation of it) on a command line."""
+    values = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if len(name) < len("--tok") or not "--token".startswith(name):
+            continue
+        if eq:
+            values.append(value)
+        elif i + 1 < len(argv):
+            values.append(argv[i + 1])
+    return [v for v in values if v]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and cross-checked arguments (exits with usage on error, like argparse).
+
+    A token given on the command line never appears in a usage error: the message is redacted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    secrets = token_values(argv)
+    if not secrets:
+        return _checked(parser, argv)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return _checked(parser, argv)
+    finally:
+        text = captured.getvalue()
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        sys.stderr.write(text)

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any, TextIO
 
-import grpc
 import numpy as np
 from numpy.typing import NDArray
 
+from heartrate_serve.cli.channel import open_aio_channel, with_token
 from heartrate_serve.cli.errors import EXIT_OK
 from heartrate_serve.cli.inputs import now_ms
 from heartrate_serve.cli.output import Json, Tally, emit
@@ -116,8 +116,11 @@ async def _run_users(stub: Any, args: argparse.Namespace, tally: Tally, t0: floa
 async def run_simulate(args: argparse.Namespace) -> int:
     """`simulate`: N concurrent real-time streams (grpc.aio), progress on stderr, a summary."""
     tally, t0 = Tally(), time.monotonic()
-    async with grpc.aio.insecure_channel(args.address) as channel:
-        stub = pb_grpc.HeartRateMonitorStub(channel)  # type: ignore[no-untyped-call]
+    async with open_aio_channel(args) as channel:
+        stub = with_token(
+            pb_grpc.HeartRateMonitorStub(channel),  # type: ignore[no-untyped-call]
+            getattr(args, "token", None),
+        )
         progress = asyncio.create_task(report_progress(tally, t0, sys.stderr))
         try:
             await _run_users(stub, args, tally, t0)

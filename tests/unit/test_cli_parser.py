@@ -48,6 +48,14 @@ def test_global_defaults() -> None:
         ["simulate", "--users", "2", "--rate", "1"],
         ["simulate", "--users", "0", "--rate", "1", "--duration", "5"],
         ["simulate", "--users", "1", "--rate", "-1", "--duration", "5"],
+        ["status", "--tls-cert", "client.pem"],
+        ["token"],
+        ["token", "issue", "--scope", "heartrate:read"],
+        ["token", "issue", "--user", "ann"],
+        ["token", "issue", "--user", "ann", "--scope", "heartrate:root"],
+        ["token", "issue", "--user", "a b", "--scope", "heartrate:read"],
+        ["token", "issue", "--user", "ann", "--scope", "heartrate:read", "--ttl", "1w"],
+        ["token", "issue", "--user", "ann", "--scope", "heartrate:read", "--users", "x y"],
     ],
 )
 def test_bad_command_lines_exit_with_usage(
@@ -64,3 +72,24 @@ def test_simulate_arguments() -> None:
     """simulate takes users, rate, duration, prefix and seed."""
     ns = args("simulate", "--users", "3", "--rate", "2", "--duration", "1.5", "--seed", "9")
     assert (ns.users, ns.rate, ns.duration, ns.user_prefix, ns.seed) == (3, 2.0, 1.5, "sim-", 9)
+
+
+def test_health_arguments() -> None:
+    """health checks the whole server by default, or --service."""
+    assert args("health").service == ""
+    assert args("health", "--service", "heartrate.HeartRateMonitor").service == (
+        "heartrate.HeartRateMonitor"
+    )
+
+
+def test_token_issue_arguments() -> None:
+    """token issue: user, scopes as a list, users, ttl in seconds (default 1 h), key."""
+    ns = args("token", "issue", "--user", "ann", "--scope", "heartrate:read heartrate:write",
+              "--users", "bob,cy", "--ttl", "15m", "--key", "k.pem")  # fmt: skip
+    assert (ns.user, ns.scope, ns.users, ns.ttl, str(ns.key)) == (
+        "ann", ["heartrate:read", "heartrate:write"], ["bob", "cy"], 900, "k.pem",
+    )  # fmt: skip
+    ns = args("--user", "ann", "token", "issue", "--scope", "heartrate:admin")
+    assert (ns.user, ns.scope, ns.users, ns.ttl, ns.key) == (
+        "ann", ["heartrate:admin"], None, 3600, None,
+    )  # fmt: skip
