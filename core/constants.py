@@ -95,6 +95,8 @@ class RejectReason(IntEnum):
     INVALID_USER_ID = 4
     STORE_UNAVAILABLE = 5
     SERVICE_UNAVAILABLE = 6
+    UNAUTHENTICATED = 7
+    PERMISSION_DENIED = 8
 
 
 # user_id: empty means this default user (old clients send none). "" and "default" are one user.

@@ -48,3 +48,14 @@ class Overloaded(Exception):
 class CorruptData(Exception):
     """Stored data of one user cannot be decoded (gRPC DATA_LOSS). The message names the user and
     the part (e.g. the compacted chunk) that is damaged; other users and other parts are served."""
+
+
+class Unauthenticated(Exception):
+    """The call carries no usable credentials: no token, or one that is malformed, expired, badly
+    signed or for another issuer/audience (gRPC UNAUTHENTICATED). The message says which, never
+    the token."""
+
+
+class PermissionDenied(Exception):
+    """A valid token without the right for this call: the message says what is missing
+    (gRPC PERMISSION_DENIED)."""

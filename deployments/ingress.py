@@ -19,9 +19,11 @@ from ray.serve import Deployment
 from ray.serve.grpc_util import RayServegRPCContext, gRPCInputStream
 from ray.serve.handle import DeploymentHandle
 
+from heartrate_serve.core.errors import Unauthenticated
 from heartrate_serve.deployments.observability import observe_replica
 from heartrate_serve.deployments.remote_ports import RemoteValidator, RemoteZones
 from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.service.service import HeartRateService
 from heartrate_serve.service.status_codes import status_for
 from heartrate_serve.service.tunables import IngressTunables
@@ -47,6 +49,14 @@ async def _answer(ctx: Ctx, call: Awaitable[M], empty: M) -> M:
         return empty
 
 
+def _authorization(ctx: Ctx) -> str | None:
+    """The call's `authorization` metadata (the bearer token), None when absent."""
+    for key, value in ctx.invocation_metadata():
+        if key == "authorization":
+            return str(value)
+    return None
+
+
 class HeartRateIngress:
     """heartrate.HeartRateMonitor and grpc.health.v1.Health on Ray Serve."""
 
@@ -63,10 +73,14 @@ class HeartRateIngress:
                 "and passes its URL; under `serve deploy` set REDIS_URL in the application's "
                 "runtime_env env_vars (or args.redis_url) to a Redis every node can reach."
             )
+        try:
+            auth = authenticator_from_settings(settings)
+        except ValueError as error:
+            raise RuntimeError(str(error)) from None
         tunables = IngressTunables()
         store = ReadingStore.from_settings(settings, tunables.alert_rules())
         self.service = HeartRateService(
-            store, RemoteValidator(validator), RemoteZones(zones), tunables
+            store, RemoteValidator(validator), RemoteZones(zones), tunables, auth=auth
         )
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -76,20 +90,29 @@ class HeartRateIngress:
     async def SubmitHeartRate(self, request: pb.HeartRateRequest, grpc_context: Ctx) -> Any:
         """Stores one reading; out-of-range readings answer success=false (not an RPC error)."""
         return await _answer(
-            grpc_context, self.service.SubmitHeartRate(request), pb.HeartRateResponse()
+            grpc_context,
+            self.service.SubmitHeartRate(request, _authorization(grpc_context)),
+            pb.HeartRateResponse(),
         )
 
     async def StreamHeartRate(
         self, request_stream: gRPCInputStream[pb.HeartRateRequest], grpc_context: Ctx
     ) -> AsyncIterator[pb.HeartRateResponse]:
         """One answer per reading, in order; a bad reading is answered and the stream goes on."""
-        async for response in self.service.StreamHeartRate(request_stream):
-            yield response
+        stream = self.service.StreamHeartRate(request_stream, _authorization(grpc_context))
+        try:
+            async for response in stream:
+                yield response
+        except Unauthenticated as error:  # raised before the first answer: the whole call
+            grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+            grpc_context.set_details(str(error))
 
     async def GetHeartRateStatus(self, request: pb.StatusRequest, grpc_context: Ctx) -> Any:
         """The user's newest readings, their statistics and the sustained alert state."""
         return await _answer(
-            grpc_context, self.service.GetHeartRateStatus(request), pb.StatusResponse()
+            grpc_context,
+            self.service.GetHeartRateStatus(request, _authorization(grpc_context)),
+            pb.StatusResponse(),
         )
 
     async def CalculateExerciseZones(
@@ -97,7 +120,9 @@ class HeartRateIngress:
     ) -> Any:
         """Time in zones, TRIMP and averages, from sent readings or a stored range."""
         return await _answer(
-            grpc_context, self.service.CalculateExerciseZones(request), pb.ExerciseZoneResponse()
+            grpc_context,
+            self.service.CalculateExerciseZones(request, _authorization(grpc_context)),
+            pb.ExerciseZoneResponse(),
         )
 
     async def SubmitHeartRateBatch(
@@ -105,19 +130,25 @@ class HeartRateIngress:
     ) -> Any:
         """Columnar ingest of a device's buffer in one group-committed write."""
         return await _answer(
-            grpc_context, self.service.SubmitHeartRateBatch(request), pb.HeartRateBatchResponse()
+            grpc_context,
+            self.service.SubmitHeartRateBatch(request, _authorization(grpc_context)),
+            pb.HeartRateBatchResponse(),
         )
 
     async def SetUserProfile(self, request: pb.SetUserProfileRequest, grpc_context: Ctx) -> Any:
         """Creates or replaces a profile (INVALID_ARGUMENT names the bad field)."""
         return await _answer(
-            grpc_context, self.service.SetUserProfile(request), pb.SetUserProfileResponse()
+            grpc_context,
+            self.service.SetUserProfile(request, _authorization(grpc_context)),
+            pb.SetUserProfileResponse(),
         )
 
     async def GetUserProfile(self, request: pb.GetUserProfileRequest, grpc_context: Ctx) -> Any:
         """A user's profile; NOT_FOUND when none was set."""
         return await _answer(
-            grpc_context, self.service.GetUserProfile(request), pb.GetUserProfileResponse()
+            grpc_context,
+            self.service.GetUserProfile(request, _authorization(grpc_context)),
+            pb.GetUserProfileResponse(),
         )
 
     # --- grpc.health.v1.Health (Serve routes on the method name alone) ---------------------------

@@ -78,6 +78,9 @@ class RayMetrics(ServiceMetrics):
             "heartrate_zone_readings", "Readings per zone request.", READINGS_BUCKETS
         )
         self._serving = b.Gauge("heartrate_health_serving", "1 when the health probe is SERVING.")
+        self._auth_failures = b.Counter(
+            "heartrate_auth_failures", "Calls refused by auth.", ("reason",)
+        )
         self._open = 0
         self._streams.set(0)
         # Reading counts are summed here and handed to Ray once per FLUSH_S (Ray exports every
@@ -139,9 +142,17 @@ class RayMetrics(ServiceMetrics):
         """Hands the summed reading counts to Ray's counters."""
         self._flush_scheduled = False
         pending, self._pending = self._pending, {}
-        counters = {"accepted": self._accepted, "duplicate": self._duplicate}
+        counters = {
+            "accepted": self._accepted,
+            "duplicate": self._duplicate,
+            "auth": self._auth_failures,
+        }
         for (counter, tags), n in pending.items():
             counters.get(counter, self._rejected).inc(n, dict(tags))
+
+    def auth_failure(self, reason: str) -> None:
+        """A call (or stream reading) refused by auth, by reason."""
+        self._add("auth", 1, (("reason", reason),))
 
     def alerts(
         self, events: Mapping[str, tuple[int, int]], active: Mapping[str, tuple[int, int]]

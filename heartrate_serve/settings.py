@@ -162,6 +162,11 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE: set both or neither")
+        if self.tls_cert_file is not None and self.ingress_mode == "proxy":
+            raise ValueError(
+                "TLS_CERT_FILE needs INGRESS_MODE=haproxy (HAProxy terminates TLS; Serve's "
+                "Python gRPC proxy cannot)"
+            )
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
         if self.auth_jwt_public_key_file is not None and self.auth_jwt_secret_file is not None:

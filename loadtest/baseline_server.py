@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 
 import grpc
 
+from heartrate_serve.core.errors import Unauthenticated
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 from heartrate_serve.runtime.serve_config import deployment_user_configs
+from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.service.local_ports import LocalValidator, LocalZones
 from heartrate_serve.service.service import HeartRateService
 from heartrate_serve.service.status_codes import status_for
@@ -52,7 +54,16 @@ def build_service(settings: Settings) -> HeartRateService:
     tunables = IngressTunables.from_config(configs.get("HeartRateIngress"))
     rules = ValidatorTunables.from_config(configs.get("Validator")).rules(settings.retention_days)
     store = ReadingStore.from_settings(settings, tunables.alert_rules())
-    return HeartRateService(store, LocalValidator(rules), LocalZones(), tunables)
+    auth = authenticator_from_settings(settings)
+    return HeartRateService(store, LocalValidator(rules), LocalZones(), tunables, auth=auth)
+
+
+def _authorization(context: Any) -> str | None:
+    """The call's `authorization` metadata (the bearer token), None when absent."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value)
+    return None
 
 
 class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
@@ -63,34 +74,48 @@ class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
 
     async def SubmitHeartRate(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Stores one reading."""
-        return await _answer(context, self.service.SubmitHeartRate(request))
+        return await _answer(
+            context, self.service.SubmitHeartRate(request, _authorization(context))
+        )
 
     async def StreamHeartRate(
         self, request_iterator: AsyncIterator[pb.HeartRateRequest], context: Any
     ) -> AsyncIterator[pb.HeartRateResponse]:
         """One answer per reading, in order."""
-        async for response in self.service.StreamHeartRate(request_iterator):
-            yield response
+        stream = self.service.StreamHeartRate(request_iterator, _authorization(context))
+        try:
+            async for response in stream:
+                yield response
+        except Unauthenticated as error:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
 
     async def GetHeartRateStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Newest readings, their statistics and the alert state."""
-        return await _answer(context, self.service.GetHeartRateStatus(request))
+        return await _answer(
+            context, self.service.GetHeartRateStatus(request, _authorization(context))
+        )
 
     async def CalculateExerciseZones(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Zones from sent readings or a stored range, computed in this process."""
-        return await _answer(context, self.service.CalculateExerciseZones(request))
+        return await _answer(
+            context, self.service.CalculateExerciseZones(request, _authorization(context))
+        )
 
     async def SubmitHeartRateBatch(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Columnar ingest in one group-committed write."""
-        return await _answer(context, self.service.SubmitHeartRateBatch(request))
+        return await _answer(
+            context, self.service.SubmitHeartRateBatch(request, _authorization(context))
+        )
 
     async def SetUserProfile(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Creates or replaces a profile."""
-        return await _answer(context, self.service.SetUserProfile(request))
+        call = self.service.SetUserProfile(request, _authorization(context))
+        return await _answer(context, call)
 
     async def GetUserProfile(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """A user's profile."""
-        return await _answer(context, self.service.GetUserProfile(request))
+        call = self.service.GetUserProfile(request, _authorization(context))
+        return await _answer(context, call)
 
 
 async def serve(port: int, redis_url: str) -> None:

@@ -16,6 +16,8 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_INVALID_USER_ID: _ClassVar[RejectReason]
     REJECT_REASON_STORE_UNAVAILABLE: _ClassVar[RejectReason]
     REJECT_REASON_SERVICE_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_UNAUTHENTICATED: _ClassVar[RejectReason]
+    REJECT_REASON_PERMISSION_DENIED: _ClassVar[RejectReason]
 
 class AlertType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -50,6 +52,8 @@ REJECT_REASON_TIMESTAMP_IN_FUTURE: RejectReason
 REJECT_REASON_INVALID_USER_ID: RejectReason
 REJECT_REASON_STORE_UNAVAILABLE: RejectReason
 REJECT_REASON_SERVICE_UNAVAILABLE: RejectReason
+REJECT_REASON_UNAUTHENTICATED: RejectReason
+REJECT_REASON_PERMISSION_DENIED: RejectReason
 NONE: AlertType
 LOW_HEART_RATE: AlertType
 HIGH_HEART_RATE: AlertType

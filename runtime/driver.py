@@ -13,6 +13,7 @@ from typing import Any
 
 from heartrate_serve.runtime.logging_setup import configure_process_logging
 from heartrate_serve.runtime.ray_runtime import RayRuntime, deploy_config
+from heartrate_serve.runtime.readiness import wait_until_serving_tls
 from heartrate_serve.runtime.redis_watch import RedisUpGauge
 from heartrate_serve.settings import Settings
 
@@ -42,7 +43,11 @@ def main() -> None:
         RedisUpGauge(settings.redis_url).start()  # heartrate_redis_up at METRICS_PORT
         stop = _stop_on_signals()
         deploy_config(settings.serve_config, settings)
-        runtime.wait_until_serving(READY_TIMEOUT_S)
+        fallback = runtime.fallback_grpc_port
+        if settings.tls and fallback is not None:
+            wait_until_serving_tls(settings, fallback, READY_TIMEOUT_S)
+        else:
+            runtime.wait_until_serving(READY_TIMEOUT_S)
         print(READY_LINE, flush=True)
         while not stop.wait(0.5):
             pass

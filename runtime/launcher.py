@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,11 +23,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from heartrate_serve.runtime.dev_keys import ensure_dev_keypair
 from heartrate_serve.runtime.driver import READY_LINE
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 from heartrate_serve.runtime.logging_setup import ServerLogRotator, configure_process_logging
 from heartrate_serve.runtime.process_sweep import sweep
-from heartrate_serve.settings import Settings, SettingsError
+from heartrate_serve.service.auth import authenticator_from_settings
+from heartrate_serve.settings import Settings, SettingsError, is_loopback
 
 log = logging.getLogger("heartrate_serve.launcher")
 DRIVER_STOP_TIMEOUT_S = 60.0
@@ -50,6 +53,53 @@ def _start_redis(settings: Settings, stack: ExitStack) -> Settings:
     url = redis.start()
     print(f"embedded Redis: {url} (data in {settings.data_dir.resolve()})", flush=True)
     return Settings.from_env(redis_url=url)
+
+
+def prepare_security(settings: Settings) -> Settings:
+    """Checks TLS and auth before anything starts (a clear error instead of a replica that
+    fails later), prints one line on what is on; with AUTH_MODE=jwt and no key, creates the
+    development key pair in DATA_DIR/auth and returns settings that use it."""
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+            if settings.tls_client_ca_file is not None:
+                context.load_verify_locations(settings.tls_client_ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise SettingsError(
+                f"TLS_CERT_FILE / TLS_KEY_FILE / TLS_CLIENT_CA_FILE: {error}"
+            ) from None
+        mtls = " with client certificates (mTLS)" if settings.tls_client_ca_file else ""
+        print(f"TLS on the gRPC port{mtls}", flush=True)
+    elif not is_loopback(settings.grpc_host):
+        print(
+            f"warning: GRPC_HOST={settings.grpc_host} without TLS: readings and tokens cross the "
+            "network in clear text (set TLS_CERT_FILE and TLS_KEY_FILE)",
+            file=sys.stderr,
+            flush=True,
+        )
+    if settings.effective_auth_mode == "none":
+        print(
+            "warning: AUTH_MODE=none: any local process can read and write every user's "
+            "readings (set AUTH_MODE=jwt to require tokens)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return settings
+    if settings.auth_jwt_public_key_file is None and settings.auth_jwt_secret_file is None:
+        private, public, created = ensure_dev_keypair(settings.data_dir)
+        settings = settings.model_copy(update={"auth_jwt_public_key_file": public.absolute()})
+        print(
+            f"AUTH_MODE=jwt with the development key pair in {private.parent} "
+            f"({'created' if created else 'existing'}); issue a token with: .venv/bin/heartrate "
+            'token issue --user <user_id> --scope "heartrate:read heartrate:write"',
+            flush=True,
+        )
+    try:
+        authenticator_from_settings(settings)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+    return settings
 
 
 def _redacted(url: str) -> str:
@@ -119,12 +169,14 @@ def serve_forever(settings: Settings) -> int:
         try:
             started = time.monotonic()
             settings = _start_redis(settings, stack)
+            settings = prepare_security(settings)
             stack.enter_context(ServerLogRotator.from_settings(settings))  # the only rotator
             driver = Driver(settings)
             stack.callback(driver.stop)
             driver.wait_ready()
             print(
-                f"heartrate-serve SERVING on 127.0.0.1:{settings.grpc_port} (gRPC) after "
+                f"heartrate-serve SERVING on {settings.grpc_host}:{settings.grpc_port} (gRPC"
+                f"{' over TLS' if settings.tls else ''}) after "
                 f"{time.monotonic() - started:.1f} s; metrics on :{settings.metrics_port}/metrics. "
                 f"status: .venv/bin/heartrate-status {driver.instance_dir}; "
                 "Ctrl-C or SIGTERM stops it.",

@@ -90,6 +90,12 @@ class RayRuntime:
             },
         )
 
+    @property
+    def fallback_grpc_port(self) -> int | None:
+        """Serve's loopback-only, plaintext fallback gRPC proxy port (HAProxy mode), else None."""
+        port = self._env.get("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+        return int(port) if port else None
+
     def wait_until_serving(self, timeout_s: float) -> None:
         """Blocks until grpc.health.v1 Check answers SERVING on the gRPC port."""
         deadline = time.monotonic() + timeout_s

@@ -108,6 +108,9 @@ class ServiceMetrics:
     def health(self, serving: bool) -> None:
         """The health probe's latest answer."""
 
+    def auth_failure(self, reason: str) -> None:
+        """A call (or stream reading) refused by auth, by reason (service/auth.py FailReason)."""
+
     def flush(self) -> None:
         """Hands counts summed so far to the backend (RayMetrics sums reading counts per second)."""
 

@@ -20,13 +20,16 @@ from heartrate_serve.core.errors import (
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     StoreUnavailable,
+    Unauthenticated,
 )
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import canonical_user_id
 from heartrate_serve.core.zones import SessionAnalysis
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service import convert
+from heartrate_serve.service.auth import Authenticator, Principal, Right
 from heartrate_serve.service.bands import ProfileBands
 from heartrate_serve.service.group_commit import GroupCommit, no_commit
 from heartrate_serve.service.health import HealthProbe, health_status
@@ -62,8 +65,14 @@ class HeartRateService:
         zones: ZonePort,
         tunables: IngressTunables | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        auth: Authenticator | None = None,
     ) -> None:
+        """auth None: no authorization (AUTH_MODE=none); else every RPC but health needs a
+        token (service/auth.py), checked here before any work."""
         self._tun = tunables or IngressTunables()
+        self._auth = auth
+        if auth is not None:
+            auth.on_failure = lambda reason: current().auth_failure(reason.value)
         self._store = store
         self._validator = validator
         self._clock_ms = clock_ms
@@ -87,6 +96,21 @@ class HeartRateService:
         self._store.set_alert_rules(tunables.alert_rules())
         self._bands.ttl_s = tunables.profile_cache_ttl_s
 
+    # --- authorization ----------------------------------------------------------------------
+
+    def _caller(self, authorization: str | None) -> Principal | None:
+        """The verified caller (None with auth off); Unauthenticated otherwise."""
+        return None if self._auth is None else self._auth.authenticate(authorization)
+
+    def _for_user(self, caller: Principal | None, user_id: str, right: Right) -> str:
+        """The user_id a call acts on: as sent, or the token's sub when empty (auth on);
+        InvalidRequest for a malformed one, PermissionDenied without the right."""
+        if caller is None or self._auth is None:
+            return user_id
+        user = user_id or caller.sub
+        self._auth.require(caller, right, canonical_user_id(user))
+        return user
+
     # --- readings ---------------------------------------------------------------------------
 
     def _reading(self, request: pb.HeartRateRequest) -> ReadingBatch:
@@ -102,31 +126,63 @@ class HeartRateService:
             raise StoreUnavailable(STORE_DOWN)
         return out
 
-    async def SubmitHeartRate(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+    async def SubmitHeartRate(
+        self, request: pb.HeartRateRequest, authorization: str | None = None
+    ) -> pb.HeartRateResponse:
         """Stores one reading; out-of-range readings answer success=false (not an error).
 
         Raises:
-            InvalidRequest, StoreUnavailable, DependencyUnavailable.
+            InvalidRequest, StoreUnavailable, DependencyUnavailable, Unauthenticated,
+            PermissionDenied.
         """
+        caller = self._caller(authorization)
+        request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
         batch = self._reading(request)
         out = await self._submit(batch, "SubmitHeartRate")
         return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
 
     async def StreamHeartRate(
-        self, requests: AsyncIterator[pb.HeartRateRequest]
+        self, requests: AsyncIterator[pb.HeartRateRequest], authorization: str | None = None
     ) -> AsyncIterator[pb.HeartRateResponse]:
-        """One answer per reading, in order; a bad reading is answered and the stream goes on."""
+        """One answer per reading, in order; a bad reading is answered and the stream goes on.
+
+        Auth on: a stream without a valid token raises Unauthenticated before reading anything;
+        then every reading is checked (its user_id against the token, the token's exp): one the
+        token may not write is answered REJECT_REASON_PERMISSION_DENIED and never stored."""
+        caller = self._caller(authorization)
+        one = self._stream_one
+        if caller is not None:
+
+            async def one(request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+                return await self._stream_one_checked(caller, request)
+
         counts = {"sent": 0, "rejected": 0}
         log.info("stream opened")
         current().stream(True)
         try:
-            async for resp in ordered_map(requests, self._stream_one, STREAM_WINDOW):
+            async for resp in ordered_map(requests, one, STREAM_WINDOW):
                 counts["sent"] += 1
                 counts["rejected"] += not resp.success
                 yield resp
         finally:
             current().stream(False)
             log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
+
+    async def _stream_one_checked(
+        self, caller: Principal, request: pb.HeartRateRequest
+    ) -> pb.HeartRateResponse:
+        """_stream_one after the reading's auth check (answered, never raised)."""
+        assert self._auth is not None
+        try:
+            self._auth.still_valid(caller)
+            request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
+        except Unauthenticated as error:
+            return _rejected(RejectReason.UNAUTHENTICATED, str(error))
+        except PermissionDenied as error:
+            return _rejected(RejectReason.PERMISSION_DENIED, str(error))
+        except InvalidRequest as error:
+            return _rejected(RejectReason.INVALID_USER_ID, str(error))
+        return await self._stream_one(request)
 
     async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
         """One reading of a stream: every problem is answered in the response, never raised."""
@@ -142,9 +198,11 @@ class HeartRateService:
         return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
 
     async def SubmitHeartRateBatch(
-        self, request: pb.HeartRateBatchRequest
+        self, request: pb.HeartRateBatchRequest, authorization: str | None = None
     ) -> pb.HeartRateBatchResponse:
         """Columnar ingest of a device's buffer in one group-committed write."""
+        caller = self._caller(authorization)
+        request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
         batch = convert.batch_from_request(request, self._clock_ms())
         unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
         batch = self._stamps.fix(batch, unset)
@@ -157,9 +215,12 @@ class HeartRateService:
 
     # --- reads and analysis -----------------------------------------------------------------
 
-    async def GetHeartRateStatus(self, request: pb.StatusRequest) -> pb.StatusResponse:
+    async def GetHeartRateStatus(
+        self, request: pb.StatusRequest, authorization: str | None = None
+    ) -> pb.StatusResponse:
         """The user's newest readings, their statistics and the sustained alert state."""
-        user = canonical_user_id(request.user_id)
+        caller = self._caller(authorization)
+        user = canonical_user_id(self._for_user(caller, request.user_id, Right.READ))
         readings = await self._store.recent(user, convert.status_limit(request.recent_count))
         state = await self._store.alert_state(user)
         band = (await self._bands.bands([user]))[user]
@@ -169,11 +230,20 @@ class HeartRateService:
         )
 
     async def CalculateExerciseZones(
-        self, request: pb.ExerciseZoneRequest
+        self, request: pb.ExerciseZoneRequest, authorization: str | None = None
     ) -> pb.ExerciseZoneResponse:
-        """Time in zones, TRIMP and averages, from sent readings or a stored range."""
-        user = canonical_user_id(request.user_id)
-        query = convert.zone_query(request, await self._profile(user), self._tun.max_gap_s)
+        """Time in zones, TRIMP and averages, from sent readings or a stored range.
+
+        Auth on: a stored range needs read rights on the user; sent readings any valid token
+        (the user's profile, for the heart-rate maximum, is then used only when the caller may
+        read that user)."""
+        caller = self._caller(authorization)
+        if caller is not None and request.HasField("stored_range"):
+            request.user_id = self._for_user(caller, request.user_id, Right.READ)
+        user = canonical_user_id(request.user_id or (caller.sub if caller else ""))
+        readable = caller is None or caller.may(Right.READ, user)
+        profile = await self._profile(user) if readable else None
+        query = convert.zone_query(request, profile, self._tun.max_gap_s)
         ts, bpm = query.ts_ms, query.bpm
         if query.stored_range is not None:
             stored = await self._store.range(user, *query.stored_range)
@@ -185,16 +255,23 @@ class HeartRateService:
 
     # --- profiles ---------------------------------------------------------------------------
 
-    async def SetUserProfile(self, request: pb.SetUserProfileRequest) -> pb.SetUserProfileResponse:
+    async def SetUserProfile(
+        self, request: pb.SetUserProfileRequest, authorization: str | None = None
+    ) -> pb.SetUserProfileResponse:
         """Creates or replaces a profile (validated; InvalidRequest names the bad field)."""
+        caller = self._caller(authorization)
+        request.profile.user_id = self._for_user(caller, request.profile.user_id, Right.WRITE)
         profile = convert.profile_from_proto(request.profile)
         await self._store.set_profile(profile.user_id, profile.to_dict())
         self._bands.forget(profile.user_id)
         return pb.SetUserProfileResponse(profile=convert.profile_to_proto(profile))
 
-    async def GetUserProfile(self, request: pb.GetUserProfileRequest) -> pb.GetUserProfileResponse:
+    async def GetUserProfile(
+        self, request: pb.GetUserProfileRequest, authorization: str | None = None
+    ) -> pb.GetUserProfileResponse:
         """A user's profile; NotFound when none was set."""
-        user = canonical_user_id(request.user_id)
+        caller = self._caller(authorization)
+        user = canonical_user_id(self._for_user(caller, request.user_id, Right.READ))
         profile = await self._profile(user)
         if profile is None:
             raise NotFound(f"no profile for user_id {user!r}")

@@ -10,7 +10,9 @@ from heartrate_serve.core.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     StoreUnavailable,
+    Unauthenticated,
 )
 
 # Most specific first. Anything not listed is a bug: the adapters answer INTERNAL and log it.
@@ -21,6 +23,8 @@ ERROR_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (CorruptData, grpc.StatusCode.DATA_LOSS),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 )
 
 

@@ -202,10 +202,14 @@ def test_as_env_round_trip(env: dict[str, str]) -> None:
 
 
 def test_as_env_leaves_out_unset_values() -> None:
-    """Unset optional settings (REDIS_URL, INSTANCE_DIR) are not exported."""
-    out = Settings.from_env({}).as_env()
+    """Unset optional settings (REDIS_URL, INSTANCE_DIR, TLS and auth files...) are not
+    exported, nor is the CLI's HEARTRATE_TOKEN even when set."""
+    out = Settings.from_env({"HEARTRATE_TOKEN": "secret"}).as_env()
     assert "REDIS_URL" not in out and "INSTANCE_DIR" not in out
-    assert set(out) == set(ENV_NAMES.values()) - {"REDIS_URL", "INSTANCE_DIR"}
+    unset = {"REDIS_URL", "INSTANCE_DIR", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"}
+    unset |= {"AUTH_MODE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_JWT_SECRET_FILE"}
+    unset |= {"AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE", "HEARTRATE_TOKEN"}
+    assert set(out) == set(ENV_NAMES.values()) - unset
     assert all(isinstance(v, str) for v in out.values())
 
 
