@@ -82,15 +82,21 @@ def plan_for(quick: bool) -> Plan:
 
 
 def run_loadgen(
-    target: str, spec: ScenarioSpec, plan: Plan, prefix: str, out: Path
+    target: str,
+    spec: ScenarioSpec,
+    plan: Plan,
+    prefix: str,
+    out: Path,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Runs the load generator in its own process; returns its JSON result (or an error)."""
+    """Runs the load generator in its own process (extra: more arguments, e.g. --tls-ca);
+    returns its JSON result (or an error)."""
     duration = plan.many_streams_duration_s if spec.kind == "streams1hz" else plan.duration_s
     cmd = [
         sys.executable, "-m", "heartrate_serve.loadtest.loadgen",
         "--target", target, "--scenario", spec.name,
         "--duration", str(duration), "--warmup", str(plan.warmup_s),
-        "--prefix", prefix, "--json-out", str(out),
+        "--prefix", prefix, "--json-out", str(out), *(extra or []),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 180)
     if proc.returncode != 0 or not out.exists():
@@ -186,11 +192,14 @@ def bench_baseline(plan: Plan, workdir: Path) -> dict[str, Any]:
         redis.stop()
 
 
-def start_service(workdir: Path, attempts: int = 2) -> tuple[ServiceProcess, float]:
-    """Starts the launcher and waits for SERVING; one retry (Ray's start can time out when the
-    machine is busy). Returns the service and its start-to-SERVING time."""
+def start_service(
+    workdir: Path, attempts: int = 2, env: dict[str, str] | None = None
+) -> tuple[ServiceProcess, float]:
+    """Starts the launcher (env: added to its environment) and waits for SERVING; one retry
+    (Ray's start can time out when the machine is busy). Returns the service and its
+    start-to-SERVING time."""
     for attempt in range(1, attempts + 1):
-        service = ServiceProcess(workdir / f"service-{attempt}")
+        service = ServiceProcess(workdir / f"service-{attempt}", env=env)
         service.start()
         try:
             return service, service.wait_serving()

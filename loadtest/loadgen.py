@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -112,21 +113,47 @@ async def _stream_error(call: grpc.aio.StreamStreamCall, error: Exception) -> st
         return repr(error)
 
 
+@dataclass(frozen=True)
+class Security:
+    """How the generator's channels connect: TLS trusting `tls_ca` (PEM bytes), and a bearer
+    token sent with every call. Empty: plaintext, no token."""
+
+    tls_ca: bytes | None = None
+    token: str | None = None
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        """A new channel to target (its own TCP connection)."""
+        if self.tls_ca is None:
+            if self.token:
+                raise ValueError("a token needs TLS (--tls-ca)")
+            return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        creds = grpc.ssl_channel_credentials(root_certificates=self.tls_ca)
+        if self.token:
+            creds = grpc.composite_channel_credentials(
+                creds, grpc.access_token_call_credentials(self.token)
+            )
+        return grpc.aio.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+
+
 class Scenario:
     """One scenario run against one target."""
 
     def __init__(
-        self, spec: ScenarioSpec, target: str, duration: float, warmup: float, prefix: str
+        self,
+        spec: ScenarioSpec,
+        target: str,
+        duration: float,
+        warmup: float,
+        prefix: str,
+        security: Security | None = None,
     ) -> None:
         self.spec = spec
         self.target = target
         self.duration = duration
         self.warmup = warmup
         self.run_id = f"{prefix}-{spec.kind}{spec.concurrency}-{secrets.token_hex(3)}"
-        self.channels = [
-            grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-            for _ in range(channels_for(spec.concurrency))
-        ]
+        sec = security or Security()
+        self.channels = [sec.channel(target) for _ in range(channels_for(spec.concurrency))]
         self.stubs = [pb_grpc.HeartRateMonitorStub(c) for c in self.channels]
         self.extra: dict[str, Any] = {}
         self.bpm = workout_bpm(3600, 1.0, seed=7)
@@ -424,10 +451,15 @@ def _cpu_s() -> float:
 
 
 async def run_scenario(
-    spec: ScenarioSpec, target: str, duration: float, warmup: float, prefix: str
+    spec: ScenarioSpec,
+    target: str,
+    duration: float,
+    warmup: float,
+    prefix: str,
+    security: Security | None = None,
 ) -> dict[str, Any]:
     """Runs one scenario and returns its result dict."""
-    scenario = Scenario(spec, target, duration, warmup, prefix)
+    scenario = Scenario(spec, target, duration, warmup, prefix, security)
     try:
         return await scenario.run()
     finally:
@@ -443,9 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--prefix", default=f"lg{os.getpid()}", help="user id prefix")
     parser.add_argument("--json-out", help="write the result here")
+    parser.add_argument("--tls-ca", type=Path, help="connect over TLS, trusting this PEM CA")
+    parser.add_argument("--token-file", type=Path, help="send this bearer token (needs --tls-ca)")
     args = parser.parse_args(argv)
+    security = Security(
+        args.tls_ca.read_bytes() if args.tls_ca else None,
+        args.token_file.read_text().strip() if args.token_file else None,
+    )
     result = asyncio.run(
-        run_scenario(args.scenario, args.target, args.duration, args.warmup, args.prefix)
+        run_scenario(args.scenario, args.target, args.duration, args.warmup, args.prefix, security)
     )
     text = json.dumps(result, indent=2)
     if args.json_out:
