@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTO_SRC := proto/heartrate_service.proto
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .PHONY: install proto proto-check run test test-unit test-integration test-e2e lint format bench bench-core loadtest clean
 
@@ -16,6 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The Node.js client of the e2e tests (tests/e2e/test_node_client.py): its pinned packages, again
+# when the lock file changes. No install scripts: @grpc/grpc-js and its dependencies are plain JS.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
 # Generated stubs are committed; tests/unit/test_proto_generated.py checks they match the .proto.
 proto: $(STAMP)
 	$(PY) -m heartrate_serve.proto.generate
@@ -24,7 +32,7 @@ run: $(STAMP)
 	$(VENV)/bin/heartrate-serve
 
 # The whole suite (unit, compat, integration on a real Redis, e2e on a real Serve), then lint.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -36,7 +44,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest tests/e2e
 
 lint: $(STAMP)
