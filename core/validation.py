@@ -25,6 +25,9 @@ from heartrate_serve.core.constants import (
 from heartrate_serve.core.errors import InvalidRequest
 
 MS_PER_DAY = 86_400_000
+# Unix seconds whose milliseconds still fit int64; beyond it seconds saturate (so a hostile
+# value is refused as too old / in the future instead of wrapping around onto a valid time).
+MAX_SECONDS = int(np.iinfo(np.int64).max) // 1000
 _USER_ID_RE = re.compile(USER_ID_PATTERN)
 
 BandArg = int | ArrayLike | None
@@ -49,6 +52,14 @@ def canonical_user_id(user_id: str) -> str:
     return user_id
 
 
+def seconds_to_ms(ts_s: ArrayLike) -> NDArray[np.int64]:
+    """Unix seconds to milliseconds, saturating at +-MAX_SECONDS instead of wrapping around
+    int64 (seconds * 1000 of a value like 1789334176945883078 wraps onto today)."""
+    sec = np.asarray(ts_s, dtype=np.int64)
+    clipped: NDArray[np.int64] = np.clip(sec, -MAX_SECONDS, MAX_SECONDS) * 1000
+    return clipped
+
+
 def resolve_timestamps_ms(ts_s: ArrayLike, ts_ms: ArrayLike, now_ms: int) -> NDArray[np.int64]:
     """Resolves per-reading (seconds, milliseconds) pairs to Unix milliseconds.
 
@@ -58,11 +69,12 @@ def resolve_timestamps_ms(ts_s: ArrayLike, ts_ms: ArrayLike, now_ms: int) -> NDA
         now_ms: The server clock, used when both are zero.
 
     Returns:
-        int64 milliseconds, one per reading.
+        int64 milliseconds, one per reading; seconds beyond int64 milliseconds saturate
+        (seconds_to_ms), so they are refused as out of the time window, never wrapped.
     """
     sec = np.asarray(ts_s, dtype=np.int64)
     milli = np.asarray(ts_ms, dtype=np.int64)
-    from_s = np.where(sec != 0, sec * 1000, np.int64(now_ms))
+    from_s = np.where(sec != 0, seconds_to_ms(sec), np.int64(now_ms))
     return np.where(milli != 0, milli, from_s).astype(np.int64, copy=False)
 
 
