@@ -1,4 +1,10 @@
-"""Starting and stopping the local Ray + Serve that `make run` (and the e2e tests) use."""
+"""Starting and stopping the local Ray + Serve that `make run` (and the e2e tests) use.
+
+Loopback: every port Ray opens (GCS, raylet, object manager, workers, dashboard agent, runtime-env
+agent, metrics) is on 127.0.0.1, checked after start; Serve's own servers are moved there by
+worker_setup.py. The metrics endpoint listens on METRICS_HOST (through a relay in this process
+when that is not 127.0.0.1), the gRPC port on GRPC_HOST (HAProxy, haproxy_mode.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ import logging
 import os
 import random
 import socket
+import socketserver
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +30,8 @@ from heartrate_serve.settings import Settings
 
 log = logging.getLogger("heartrate_serve.ray_runtime")
 APP_NAME = "heartrate"
+LOOPBACK = "127.0.0.1"
+RELAY_IDLE_TIMEOUT_S = 60.0
 
 
 def free_port() -> int:
@@ -38,6 +48,17 @@ def free_port() -> int:
     raise RuntimeError("no free port in 20000-29999")
 
 
+def use_loopback_ray() -> None:
+    """Sets this process's environment, before ray is imported, to start or join an instance's
+    Ray on loopback. Ray binds its servers to the node address (all interfaces unless that is
+    loopback), and both ray.init(_node_ip_address="127.0.0.1") and ray.init(address=
+    "127.0.0.1:port") turn 127.0.0.1 into the host's LAN address unless this switch is off (it is
+    what keeps a local Ray on loopback on macOS and Windows). No Ray port is reachable from
+    another host (RayRuntime.start checks), so Ray's token auth stays off."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
 class RayRuntime:
     """A local Ray cluster with Serve's gRPC ingress on settings.grpc_port."""
 
@@ -47,6 +68,7 @@ class RayRuntime:
         haproxy = settings.ingress_mode == "haproxy"
         self._env = haproxy_env(settings, self.instance_dir / "h") if haproxy else {}
         self._started = False
+        self._metrics_relay: MetricsRelay | None = None
 
     def start(self) -> None:
         """Starts Ray (no dashboard) and Serve's controller and proxies."""
@@ -54,7 +76,7 @@ class RayRuntime:
         # they must be set in this process before ray.init.
         os.environ.update(self._env)
         os.environ.setdefault("SERVE_SOCKET_REUSE_PORT_ENABLED", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback-only local cluster
+        use_loopback_ray()  # inherited by every process Ray starts
         # Serve's documented throughput profile: user code on the replica's own event loop (no
         # thread hop per message; streams +32 % measured here), buffered request logs, GC frozen
         # after start-up, gRPC between deployments.
@@ -63,13 +85,19 @@ class RayRuntime:
         from ray import serve
 
         s = self._settings
+        # Ray's metrics exporter binds to loopback here; any other METRICS_HOST gets a relay.
+        ray_metrics_port = s.metrics_port
+        if s.metrics_host != LOOPBACK:
+            ray_metrics_port = free_port()
+            self._metrics_relay = MetricsRelay(s.metrics_host, s.metrics_port, ray_metrics_port)
         with _single_node_processes():
             ray.init(
                 address="local",
                 include_dashboard=False,
                 configure_logging=False,
                 log_to_driver=False,
-                _metrics_export_port=s.metrics_port,
+                _node_ip_address=LOOPBACK,
+                _metrics_export_port=ray_metrics_port,
                 _temp_dir=str(self.instance_dir / "ray"),
                 # No idle worker kept warm: each deployment starts its own replicas anyway.
                 _system_config={
@@ -81,6 +109,9 @@ class RayRuntime:
                 },
             )
         self._started = True
+        node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        if node_ip != LOOPBACK:  # e.g. ray imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+            raise RuntimeError(f"Ray's node address is {node_ip}, not {LOOPBACK}")
         serve.start(
             http_options={"host": "127.0.0.1", "port": free_port()},
             grpc_options={
@@ -126,6 +157,57 @@ class RayRuntime:
                 ray.shutdown()
         if self._env:
             kill_orphan_haproxy(self._env)
+        if self._metrics_relay is not None:
+            self._metrics_relay.close()
+
+
+class MetricsRelay(socketserver.ThreadingTCPServer):
+    """host:port relayed byte for byte to 127.0.0.1:upstream (Ray's metrics exporter, which binds
+    to either loopback or every interface and nothing in between), served by a daemon thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, host: str, port: int, upstream: int) -> None:
+        family, _, _, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        self.address_family = family
+        self.upstream = upstream
+        super().__init__((str(address[0]), port), _RelayHandler)
+        threading.Thread(target=self.serve_forever, name="metrics-relay", daemon=True).start()
+
+    def close(self) -> None:
+        """Stops accepting and closes the listening socket."""
+        self.shutdown()
+        self.server_close()
+
+
+class _RelayHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        client: socket.socket = self.request
+        server = self.server
+        assert isinstance(server, MetricsRelay)
+        try:
+            upstream = socket.create_connection((LOOPBACK, server.upstream), RELAY_IDLE_TIMEOUT_S)
+        except OSError:
+            return
+        client.settimeout(RELAY_IDLE_TIMEOUT_S)
+        with upstream:
+            back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+            back.start()
+            _pump(client, upstream)
+            back.join(RELAY_IDLE_TIMEOUT_S)
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copies src to dst until src ends, fails or stays idle too long; then ends dst's writing."""
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
 
 
 @contextlib.contextmanager

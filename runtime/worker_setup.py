@@ -1,7 +1,9 @@
 """A Ray worker_process_setup_hook for the processes of a local run (`make run`).
 
-- Loopback: Serve binds the Python gRPC proxy and the direct-ingress replica servers to
-  "[::]:port", with no option to choose the host; every listener we start stays on 127.0.0.1.
+- Loopback: Serve binds the Python gRPC proxy, the direct-ingress replica servers and the
+  replicas' inter-deployment gRPC servers to "[::]:port", with no option to choose the host; every
+  listener we start stays on 127.0.0.1 (Ray's own servers are there by the node address), except
+  the Python proxy's GRPC_PORT (INGRESS_MODE=proxy), which goes to GRPC_HOST.
 - Connection bursts: gRPC servers cancel calls that wait unrequested beyond a soft limit of 1 000
   pending calls. 2 000 devices opening their streams within a second hit it (CANCELLED seen in the
   benchmark), so Serve's gRPC servers get room for a burst of 20 000.
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 GRPC_SERVER_BURST_OPTIONS = [
@@ -17,17 +20,37 @@ GRPC_SERVER_BURST_OPTIONS = [
 ]
 
 
-def _loopback() -> None:
-    from ray.serve._private import default_impl
+def bind_address(address: str, grpc_host: str, grpc_port: int) -> str:
+    """A gRPC bind address on every interface ("[::]:port", "0.0.0.0:port") moved to 127.0.0.1,
+    or to grpc_host for grpc_port; any other address as it is."""
+    for wildcard in ("[::]:", "0.0.0.0:"):
+        if address.startswith(wildcard):
+            port = address[len(wildcard) :]
+            host = grpc_host.strip("[]") if port == str(grpc_port) else "127.0.0.1"
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return address
 
-    original = default_impl.add_grpc_address
+
+def _loopback() -> None:
+    from ray.serve._private import default_impl, replica
+
+    from heartrate_serve.settings import Settings
+
+    settings = Settings.from_env()  # the driver's environment, inherited through the raylet
+    add_address = default_impl.add_grpc_address
+    add_port: Callable[[Any, str], int] = replica.add_port_to_grpc_server  # type: ignore[attr-defined]
+
+    def moved(address: str) -> str:
+        return bind_address(address, settings.grpc_host, settings.grpc_port)
 
     def add_grpc_address(server: Any, address: str) -> Any:
-        if address.startswith("[::]:"):
-            address = "127.0.0.1:" + address[len("[::]:") :]
-        return original(server, address)
+        return add_address(server, moved(address))
+
+    def add_port_to_grpc_server(server: Any, address: str) -> Any:
+        return add_port(server, moved(address))
 
     default_impl.add_grpc_address = add_grpc_address  # type: ignore[assignment]
+    replica.add_port_to_grpc_server = add_port_to_grpc_server  # type: ignore[attr-defined]
 
 
 def _grpc_server_limits() -> None:
