@@ -97,6 +97,7 @@ class RejectReason(IntEnum):
     SERVICE_UNAVAILABLE = 6
     UNAUTHENTICATED = 7
     PERMISSION_DENIED = 8
+    INVALID_MESSAGE = 9
 
 
 # user_id: empty means this default user (old clients send none). "" and "default" are one user.

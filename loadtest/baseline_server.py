@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 
 from heartrate_serve.core.errors import Unauthenticated
+from heartrate_serve.deployments.grpc_services import add_HeartRateMonitorServicer_to_server
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 from heartrate_serve.runtime.serve_config import deployment_user_configs
@@ -134,7 +135,7 @@ async def serve(port: int, redis_url: str) -> None:
             ("grpc.server.max_pending_requests_hard_limit", 40_000),
         ]
     )
-    pb_grpc.add_HeartRateMonitorServicer_to_server(servicer, server)
+    add_HeartRateMonitorServicer_to_server(servicer, server)  # bad bytes: INVALID_ARGUMENT
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     stop = asyncio.Event()

@@ -18,6 +18,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_SERVICE_UNAVAILABLE: _ClassVar[RejectReason]
     REJECT_REASON_UNAUTHENTICATED: _ClassVar[RejectReason]
     REJECT_REASON_PERMISSION_DENIED: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_MESSAGE: _ClassVar[RejectReason]
 
 class AlertType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +55,7 @@ REJECT_REASON_STORE_UNAVAILABLE: RejectReason
 REJECT_REASON_SERVICE_UNAVAILABLE: RejectReason
 REJECT_REASON_UNAUTHENTICATED: RejectReason
 REJECT_REASON_PERMISSION_DENIED: RejectReason
+REJECT_REASON_INVALID_MESSAGE: RejectReason
 NONE: AlertType
 LOW_HEART_RATE: AlertType
 HIGH_HEART_RATE: AlertType

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from heartrate_serve.service.wire import GRPC_HARD_MAX_BYTES
 from heartrate_serve.settings import Settings
 
 # Ports HAProxy mode needs besides GRPC_PORT: stats, metrics, fallback proxy HTTP/gRPC, plus a
@@ -48,6 +50,21 @@ NO_CLIENT_CERT = (
     "if !{ ssl_c_used } !{ path_beg /grpc.health.v1.Health/ }"
 )
 TLS_PEM = "grpc-tls.pem"
+# Request metadata (all headers) above this many bytes is answered INVALID_ARGUMENT by HAProxy,
+# below the replicas' gRPC limit (8 KiB soft: over it some calls fail RESOURCE_EXHAUSTED at
+# random). A bearer token is ~0.3-1 KB.
+MAX_METADATA_BYTES = 7168
+BIG_METADATA = (
+    "    http-request return status 200 content-type application/grpc hdr grpc-status 3 "
+    f"hdr grpc-message metadata:%%20request%%20metadata%%20over%%20{MAX_METADATA_BYTES}%%20bytes "
+    f"if {{ req.hdrs,length gt {MAX_METADATA_BYTES} }}"
+)
+# HAProxy's buffer per stream: a request whose headers do not fit is dropped with the whole
+# HTTP/2 connection (GOAWAY), so it must hold far more than MAX_METADATA_BYTES (Serve: 16 KiB).
+HAPROXY_BUFSIZE = 65536
+# Headers per request HAProxy accepts (its default, 101, drops the connection beyond it); the
+# metadata size rule answers INVALID_ARGUMENT first for any sizeable set.
+MAX_HEADERS = 1024
 
 
 def haproxy_address(host: str, port: int) -> str:
@@ -72,15 +89,20 @@ def grpc_bind_edit(settings: Settings, state: Path) -> str:
     checked against TLS_CLIENT_CA_FILE when set. It matches Serve's own line only
     (`bind <host>:<GRPC_PORT> proto h2`), so a rewritten file is left as it is."""
     bind = f"bind {haproxy_address(settings.grpc_host, settings.grpc_port)} proto h2"
-    extra = ""
+    extra = "\\n" + _sed_text(BIG_METADATA)
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
         pem = write_tls_pem(settings.tls_cert_file, settings.tls_key_file, state)
         bind += f' ssl crt "{pem}" alpn h2'
         if settings.tls_client_ca_file is not None:
             bind += f' ca-file "{settings.tls_client_ca_file}" verify optional'
-            extra = "\\n" + _sed_text(NO_CLIENT_CERT)
+            extra += "\\n" + _sed_text(NO_CLIENT_CERT)
     pattern = f"^([[:space:]]*)bind [^[:space:]]*:{settings.grpc_port} proto h2$"
-    return "-e " + shlex.quote(f"s|{pattern}|\\1{_sed_text(bind)}{extra}|")
+    grpc = "-e " + shlex.quote(f"s|{pattern}|\\1{_sed_text(bind)}{extra}|")
+    # Serve's config keeps HAProxy's default of 101 headers per request, over which the whole
+    # connection is dropped; the marker comment keeps a second pass from adding it again.
+    maxhdr = f"\\1tune.bufsize \\2 # heartrate-serve\\n\\1tune.http.maxhdr {MAX_HEADERS}"
+    headers = "-e " + shlex.quote(f"s|^([[:space:]]*)tune\\.bufsize ([0-9]+)$|{maxhdr}|")
+    return f"{grpc} {headers}"
 
 
 def write_tls_pem(cert: Path, key: Path, state: Path) -> Path:
@@ -104,7 +126,10 @@ def _block_free(start: int) -> bool:
 
 def free_port_block(avoid: tuple[int, ...] = ()) -> int:
     """The first port of PORT_BLOCK consecutive free loopback ports not overlapping `avoid`."""
-    for start in BLOCK_SEARCH:
+    # From a random block: launchers starting at the same time rarely pick the same one.
+    offset = random.randrange(len(BLOCK_SEARCH))
+    order: list[int] = list(BLOCK_SEARCH[offset:]) + list(BLOCK_SEARCH[:offset])
+    for start in order:
         if not any(start <= p < start + PORT_BLOCK for p in avoid) and _block_free(start):
             return start
     raise RuntimeError("no free block of ports for the HAProxy ingress in 20000-29999")
@@ -144,6 +169,10 @@ def haproxy_env(settings: Settings, state: Path) -> dict[str, str]:
         # HAProxy's syslog target defaults to UDP 127.0.0.1:514; a unix path nobody reads.
         "RAY_SERVE_HAPROXY_LOG_TARGET": state / "log.sock",
         "RAY_SERVE_HAPROXY_NBTHREAD": 2,
+        "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": HAPROXY_BUFSIZE,
+        # gRPC refuses larger messages before reading them (RESOURCE_EXHAUSTED); up to it, the
+        # request deserializer answers messages over wire.MAX_MESSAGE_BYTES INVALID_ARGUMENT.
+        "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": GRPC_HARD_MAX_BYTES,
         # Replicas otherwise hold shutdown >= 30 s, a drain window for external balancers.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": 0,
     }

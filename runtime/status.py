@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import socket
 import sys
 import tempfile
@@ -82,7 +81,9 @@ def status_lines(status: Any) -> tuple[list[str], bool]:
 
 def fetch_status(address: str) -> Any:
     """serve.status() of the Ray cluster at address (connects as a short-lived driver)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # as ray_runtime: a loopback cluster
+    from heartrate_serve.runtime.ray_runtime import use_loopback_ray
+
+    use_loopback_ray()  # else Ray turns 127.0.0.1:<gcs port> into the LAN address
     import ray
     from ray import serve
 

@@ -39,6 +39,7 @@ from heartrate_serve.service.pipeline import BatchOutcome, ReadingBatch, Reading
 from heartrate_serve.service.ports import StorePort, ValidatorPort, ZonePort
 from heartrate_serve.service.stamps import ServerStamps
 from heartrate_serve.service.tunables import IngressTunables
+from heartrate_serve.service.wire import Undecodable, decoded
 from heartrate_serve.service.zone_response import zone_response
 from heartrate_serve.service.zone_rounds import MAX_OPEN_ROUNDS as ZONE_OPEN_ROUNDS
 from heartrate_serve.service.zone_rounds import ZoneRounds
@@ -136,6 +137,7 @@ class HeartRateService:
             PermissionDenied.
         """
         caller = self._caller(authorization)
+        request = decoded(request)
         request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
         batch = self._reading(request)
         out = await self._submit(batch, "SubmitHeartRate")
@@ -173,6 +175,8 @@ class HeartRateService:
     ) -> pb.HeartRateResponse:
         """_stream_one after the reading's auth check (answered, never raised)."""
         assert self._auth is not None
+        if isinstance(request, Undecodable):
+            return _rejected(RejectReason.INVALID_MESSAGE, request.error().message)
         try:
             self._auth.still_valid(caller)
             request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
@@ -186,6 +190,8 @@ class HeartRateService:
 
     async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
         """One reading of a stream: every problem is answered in the response, never raised."""
+        if isinstance(request, Undecodable):
+            return _rejected(RejectReason.INVALID_MESSAGE, request.error().message)
         try:
             batch = self._reading(request)
             out = await self.pipeline.submit(batch, "StreamHeartRate")
@@ -202,6 +208,7 @@ class HeartRateService:
     ) -> pb.HeartRateBatchResponse:
         """Columnar ingest of a device's buffer in one group-committed write."""
         caller = self._caller(authorization)
+        request = decoded(request)
         request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
         batch = convert.batch_from_request(request, self._clock_ms())
         unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
@@ -220,6 +227,7 @@ class HeartRateService:
     ) -> pb.StatusResponse:
         """The user's newest readings, their statistics and the sustained alert state."""
         caller = self._caller(authorization)
+        request = decoded(request)
         user = canonical_user_id(self._for_user(caller, request.user_id, Right.READ))
         readings = await self._store.recent(user, convert.status_limit(request.recent_count))
         state = await self._store.alert_state(user)
@@ -238,6 +246,7 @@ class HeartRateService:
         (the user's profile, for the heart-rate maximum, is then used only when the caller may
         read that user)."""
         caller = self._caller(authorization)
+        request = decoded(request)
         if caller is not None and request.HasField("stored_range"):
             request.user_id = self._for_user(caller, request.user_id, Right.READ)
         user = canonical_user_id(request.user_id or (caller.sub if caller else ""))
@@ -260,6 +269,7 @@ class HeartRateService:
     ) -> pb.SetUserProfileResponse:
         """Creates or replaces a profile (validated; InvalidRequest names the bad field)."""
         caller = self._caller(authorization)
+        request = decoded(request)
         request.profile.user_id = self._for_user(caller, request.profile.user_id, Right.WRITE)
         profile = convert.profile_from_proto(request.profile)
         await self._store.set_profile(profile.user_id, profile.to_dict())
@@ -271,6 +281,7 @@ class HeartRateService:
     ) -> pb.GetUserProfileResponse:
         """A user's profile; NotFound when none was set."""
         caller = self._caller(authorization)
+        request = decoded(request)
         user = canonical_user_id(self._for_user(caller, request.user_id, Right.READ))
         profile = await self._profile(user)
         if profile is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -40,7 +39,9 @@ def main(argv: list[str]) -> int:
     instance = Path(argv[0])
     interval = float(argv[1]) if len(argv) > 1 else 1.0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # as runtime/status.py: loopback cluster
+    from heartrate_serve.runtime.ray_runtime import use_loopback_ray
+
+    use_loopback_ray()  # as runtime/status.py: join the instance's Ray on loopback
     import ray
     from ray import serve
 

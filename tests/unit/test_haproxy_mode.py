@@ -60,6 +60,7 @@ def _rewrite(tmp_path: Path, settings: Settings, config: str) -> str:
 
 SERVE_LIKE = """global
     maxconn 100
+    tune.bufsize 65536
 defaults
     mode http
     timeout connect 5s
@@ -103,3 +104,5 @@ def test_grpc_frontend_moves_to_grpc_host_with_tls_and_mtls(tmp_path: Path) -> N
     wrapper = tmp_path / "haproxy.sh"
     subprocess.run([str(wrapper), "-f", str(again), "-c", "-q"], check=True)
     assert again.read_text() == out
+    assert out.count("tune.http.maxhdr 1024") == 1
+    assert "if { req.hdrs,length gt 7168 }" in out

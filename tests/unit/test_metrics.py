@@ -89,7 +89,7 @@ def test_tally_splits_accepted_rejected_duplicate() -> None:
 
 def test_tally_of_unknown_reason_uses_its_number() -> None:
     """A reason code the enum does not know is labelled with its number."""
-    assert m.tally(np.array([9], np.uint8), np.zeros(1, np.bool_)) == (0, {"9": 1}, 0)
+    assert m.tally(np.array([99], np.uint8), np.zeros(1, np.bool_)) == (0, {"99": 1}, 0)
 
 
 def test_alert_counts_by_type() -> None:
