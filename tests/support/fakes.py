@@ -50,9 +50,20 @@ class FakeHandle:
 class FakeContext:
     """The parts of RayServegRPCContext the ingress uses."""
 
-    def __init__(self) -> None:
+    def __init__(self, metadata: list[tuple[str, str]] | None = None) -> None:
         self.code: grpc.StatusCode | None = None
         self.details = ""
+        self.metadata = metadata or []
+        self.trailing: list[tuple[str, Any]] = []
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return self.metadata
+
+    def trailing_metadata(self) -> list[tuple[str, Any]]:
+        return self.trailing
+
+    def set_trailing_metadata(self, trailing: list[tuple[str, Any]]) -> None:
+        self.trailing = trailing
 
     def set_code(self, code: grpc.StatusCode) -> None:
         self.code = code
