@@ -100,6 +100,13 @@ class RejectReason(IntEnum):
     INVALID_MESSAGE = 9
 
 
+# Texts the replaced service answered, kept word for word for its clients (issue 15): the `error`
+# of an out-of-range reading, and the INVALID_ARGUMENT details of CalculateExerciseZones for
+# age <= 0 and for no readings. Source: the replaced service's answers (its integration tests).
+ORIGINAL_OUT_OF_RANGE = "Heart rate out of typical range for an adult"
+ORIGINAL_AGE_NOT_POSITIVE = "Age must be a positive integer"
+ORIGINAL_NO_MEASUREMENTS = "No measurements provided"
+
 # user_id: empty means this default user (old clients send none). "" and "default" are one user.
 DEFAULT_USER_ID = "default"
 USER_ID_MAX_LEN = 128

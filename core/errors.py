@@ -12,18 +12,24 @@ class InvalidRequest(ValueError):
         message: The human-readable explanation; it always names the field.
     """
 
-    def __init__(self, field: str, message: str = "") -> None:
-        """Builds the error for `field`; the message is prefixed with the field when it lacks it."""
+    def __init__(
+        self, field: str, message: str = "", detail: str = "", exact: bool = False
+    ) -> None:
+        """Builds the error for `field`; the message is prefixed with the field when it lacks it,
+        unless `exact` (a text the replaced service answered, kept word for word). `detail`: a
+        more precise explanation for the rich error details (default: the message)."""
         text = message or "is invalid"
-        if field not in text:
+        if field not in text and not exact:
             text = f"{field}: {text}"
         super().__init__(text)
         self.field = field
         self.message = text
+        self.detail = detail or text
+        self.exact = exact
 
-    def __reduce__(self) -> tuple[type[InvalidRequest], tuple[str, str]]:
-        """Pickles with (field, message) so the error survives Ray's process boundaries."""
-        return (type(self), (self.field, self.message))
+    def __reduce__(self) -> tuple[type[InvalidRequest], tuple[str, str, str, bool]]:
+        """Pickles every argument so the error survives Ray's process boundaries."""
+        return (type(self), (self.field, self.message, self.detail, self.exact))
 
 
 class NotFound(LookupError):

@@ -22,6 +22,7 @@ from heartrate_serve.core.constants import (
     FIVE_ZONE_LOW_PCT,
     HR_MAX_COEFFICIENTS,
     LEGACY_ZONE_EDGES_PCT,
+    ORIGINAL_AGE_NOT_POSITIVE,
     HrMaxFormula,
     Sex,
     ZoneModel,
@@ -53,8 +54,11 @@ def hr_max(age: int, formula: HrMaxFormula | int = HrMaxFormula.FOX) -> Fraction
     Raises:
         InvalidRequest: field "age" outside 1-120; "hr_max_formula" for an unknown formula.
     """
-    if not 0 < age <= MAX_AGE:
-        raise InvalidRequest("age", f"age must be 1-{MAX_AGE} years (or give max_hr_bpm)")
+    rule = f"age must be 1-{MAX_AGE} years (or give max_hr_bpm)"
+    if age <= 0:  # the replaced service's case and text
+        raise InvalidRequest("age", ORIGINAL_AGE_NOT_POSITIVE, detail=rule, exact=True)
+    if age > MAX_AGE:
+        raise InvalidRequest("age", rule)
     intercept, slope = HR_MAX_COEFFICIENTS[_enum(HrMaxFormula, formula or 1, "hr_max_formula")]
     return Fraction(intercept - slope * age)
 

@@ -25,7 +25,7 @@ from heartrate_serve.deployments.remote_ports import RemoteValidator, RemoteZone
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.service.service import HeartRateService
-from heartrate_serve.service.status_codes import status_for
+from heartrate_serve.service.status_codes import STATUS_DETAILS_KEY, rich_details, status_for
 from heartrate_serve.service.tunables import IngressTunables
 from heartrate_serve.settings import Settings
 from heartrate_serve.store.store import ReadingStore
@@ -46,6 +46,10 @@ async def _answer(ctx: Ctx, call: Awaitable[M], empty: M) -> M:
             code = grpc.StatusCode.INTERNAL
         ctx.set_code(code)
         ctx.set_details(str(error))
+        details = rich_details(error)
+        if details is not None:  # next to Serve's own (request_id)
+            trailing: list[Any] = [*ctx.trailing_metadata(), (STATUS_DETAILS_KEY, details)]
+            ctx.set_trailing_metadata(trailing)  # a -bin key carries bytes
         return empty
 
 

@@ -94,7 +94,7 @@ class HeartRateRequest(_message.Message):
     def __init__(self, bpm: _Optional[int] = ..., timestamp: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., user_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class HeartRateResponse(_message.Message):
-    __slots__ = ("success", "error", "alert_triggered", "alert_type", "reject_reason", "duplicate", "timestamp_ms")
+    __slots__ = ("success", "error", "alert_triggered", "alert_type", "reject_reason", "duplicate", "timestamp_ms", "error_detail")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ALERT_TRIGGERED_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class HeartRateResponse(_message.Message):
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DETAIL_FIELD_NUMBER: _ClassVar[int]
     success: bool
     error: str
     alert_triggered: bool
@@ -109,7 +110,8 @@ class HeartRateResponse(_message.Message):
     reject_reason: RejectReason
     duplicate: bool
     timestamp_ms: int
-    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., alert_triggered: _Optional[bool] = ..., alert_type: _Optional[_Union[AlertType, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., duplicate: _Optional[bool] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    error_detail: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., alert_triggered: _Optional[bool] = ..., alert_type: _Optional[_Union[AlertType, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., duplicate: _Optional[bool] = ..., timestamp_ms: _Optional[int] = ..., error_detail: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("recent_count", "user_id")

@@ -10,7 +10,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heartrate_serve.core.alerts import AlertRules, AlertState
-from heartrate_serve.core.constants import DEFAULT_RESTING_BPM, Classification, RejectReason
+from heartrate_serve.core.constants import (
+    DEFAULT_RESTING_BPM,
+    ORIGINAL_NO_MEASUREMENTS,
+    ORIGINAL_OUT_OF_RANGE,
+    Classification,
+    RejectReason,
+)
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import CUSTOM_ZONE_COUNT, UserProfile, validate_profile
 from heartrate_serve.core.stats import summarize
@@ -72,11 +78,15 @@ def reading_response(
     """The answer for reading i of an outcome, in the original contract's terms."""
     reason = int(out.reason[i])
     if reason:
+        detail = _message(reason, bpm, ts_ms, rules)
+        # The replaced service's text where it had the case; the precise one in error_detail.
+        error = ORIGINAL_OUT_OF_RANGE if reason == RejectReason.BPM_OUT_OF_RANGE else detail
         return pb.HeartRateResponse(
             success=False,
-            error=_message(reason, bpm, ts_ms, rules),
+            error=error,
             reject_reason=reason,  # type: ignore[arg-type]
             timestamp_ms=ts_ms,
+            error_detail=detail,
         )
     cls = int(out.classification[i])
     return pb.HeartRateResponse(
@@ -114,7 +124,7 @@ def batch_response(
         resp.results.add(
             index=i,
             success=r.success,
-            error=r.error,
+            error=r.error_detail,  # a new RPC: the precise text
             reject_reason=r.reject_reason,
             alert_triggered=r.alert_triggered,
             alert_type=r.alert_type,
@@ -267,7 +277,12 @@ def _zone_readings(
             raise InvalidRequest(field, f"{field} must have one entry per bpm ({n})")
         return field, ts, np.asarray(req.bpm, dtype=np.int32)
     if not req.measurements:
-        raise InvalidRequest("measurements", "measurements (or bpm/timestamps) must not be empty")
+        raise InvalidRequest(
+            "measurements",
+            ORIGINAL_NO_MEASUREMENTS,
+            detail="measurements (or bpm/timestamps) must not be empty",
+            exact=True,
+        )
     ms = req.measurements
     n = len(ms)
     milli = np.fromiter((m.timestamp_ms for m in ms), np.int64, n)

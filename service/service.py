@@ -305,4 +305,9 @@ class HeartRateService:
 
 def _rejected(reason: RejectReason, error: str) -> pb.HeartRateResponse:
     """A stream answer for a reading that was not stored."""
-    return pb.HeartRateResponse(success=False, error=error, reject_reason=int(reason))  # type: ignore[arg-type]
+    return pb.HeartRateResponse(
+        success=False,
+        error=error,
+        reject_reason=int(reason),  # type: ignore[arg-type]
+        error_detail=error,
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
 from heartrate_serve.core.errors import (
     CorruptData,
@@ -26,6 +28,26 @@ ERROR_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 )
+
+
+# The trailing-metadata key of gRPC's rich error model (google.rpc.Status, binary).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def rich_details(error: BaseException) -> bytes | None:
+    """google.rpc.Status with a BadRequest field violation (the field and the precise detail) for
+    an InvalidRequest, serialized for `grpc-status-details-bin`; None for other errors.
+    Clients read it with grpc_status.rpc_status.from_call()."""
+    if not isinstance(error, InvalidRequest):
+        return None
+    violation = error_details_pb2.BadRequest.FieldViolation(
+        field=error.field, description=error.detail
+    )
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    status = status_pb2.Status(code=code, message=str(error), details=[detail])
+    return bytes(status.SerializeToString())
 
 
 def status_for(error: BaseException) -> grpc.StatusCode | None:

@@ -1,4 +1,6 @@
-"""Clients built from the replaced service's contract keep working unchanged."""
+"""Clients built from the replaced service's contract keep working unchanged: the behaviour
+table of tests/compat/replaced_service.py, texts included, run with v1 stubs against the real
+service."""
 
 from __future__ import annotations
 
@@ -8,43 +10,60 @@ import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc_tools import protoc
+
+from tests.compat.replaced_service import CASES
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE.parent / "compat" / "heartrate_service_v1.proto"
 
 
-def test_old_contract_client_gets_the_original_behaviour(service: object, tmp_path: Path) -> None:
-    """Submit/stream/status/zones from v1 stubs behave as the original service documented."""
+@pytest.fixture(scope="module")
+def seen(service: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every case run once, in order, by old_client.py (v1 stubs) against the service."""
+    out = tmp_path_factory.mktemp("v1")
     include = str(resources.files("grpc_tools") / "_proto")
     args = [
         f"-I{FIXTURE.parent}",
         f"-I{include}",
-        f"--python_out={tmp_path}",
-        f"--grpc_python_out={tmp_path}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
     ]
     assert protoc.main(["protoc", *args, str(FIXTURE)]) == 0
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    address = service.address  # type: ignore[attr-defined]
     run = subprocess.run(
-        [sys.executable, str(HERE / "old_client.py"), address],
-        env=env,
+        [sys.executable, str(HERE / "old_client.py"), service.address],
+        input=json.dumps(CASES),
+        env={**os.environ, "PYTHONPATH": str(out)},
         capture_output=True,
         text=True,
-        timeout=60,
-        cwd=tmp_path,
+        timeout=120,
+        cwd=out,
     )
     assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    ok, bad, high = seen["submit"]
-    assert ok[0] is True and ok[1] == "" and ok[2] is False
-    assert bad[0] is False and bad[1] != ""
-    assert high[:1] == [True] and high[2] is True and high[3] == 2
-    assert seen["stream"] == [[True, False, 0], [False, True, 0], [True, False, 1]]
-    assert seen["status"]["n"] == 3 and seen["status"]["alert_active"] is True
-    # no session end: the last reading counts 0 s; 10 s in each of [50,60) [60,70) [70,90) %HRmax
-    assert seen["zones"][:4] == [10, 10, 20, 50]
-    assert seen["zones_age0"] == "INVALID_ARGUMENT"
+    answers = json.loads(run.stdout)
+    assert len(answers) == len(CASES)
+    return {case["name"]: answer for case, answer in zip(CASES, answers, strict=True)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_replaced_service_behaviour(seen: dict[str, dict[str, Any]], case: dict[str, Any]) -> None:
+    """One row of the table: the status (and exact details) or the fields an old client sees."""
+    got = seen[case["name"]]
+    assert got["code"] == case.get("code", "OK"), got
+    if "details" in case:
+        assert got["details"] == case["details"]
+    response = got.get("response", {})
+    for field, value in case.get("equal", {}).items():
+        assert response.get(field) == value, (field, response)
+    if "alert" in case:
+        assert response["alert_type"] == case["alert"], response
+    if "stream" in case:
+        assert len(got["stream"]) == len(case["stream"])
+        for want, answer in zip(case["stream"], got["stream"], strict=True):
+            assert {k: answer.get(k) for k in want} == want, answer
+    if "count" in case:
+        assert len(response.get("recent_measurements", [])) == case["count"], response

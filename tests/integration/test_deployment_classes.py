@@ -51,7 +51,7 @@ async def test_submit_maps_validation_and_alerts(ingress: Any) -> None:
     )
     assert ctx.code is None
     assert ok.success and not ok.alert_triggered
-    assert not bad.success and "40-180" in bad.error
+    assert not bad.success and "40-180" in bad.error_detail
     assert high.success and high.alert_type == pb.HIGH_HEART_RATE
 
 

@@ -231,12 +231,14 @@ async def test_submit_classifies_against_normal_band(
 
 @pytest.mark.parametrize("bpm", [0, 1, 39, 181, 250, -5])
 async def test_submit_out_of_range_is_rejected_with_reason(bpm: int) -> None:
-    """Outside 40-180: success=false, BPM_OUT_OF_RANGE, an error naming the range; not stored."""
+    """Outside 40-180: success=false, BPM_OUT_OF_RANGE, the replaced service's error text and the
+    precise one (naming the range) in error_detail; not stored."""
     store = FakeStore()
     resp = await _service(store).SubmitHeartRate(_req(bpm))
     assert not resp.success
     assert resp.reject_reason == pb.REJECT_REASON_BPM_OUT_OF_RANGE
-    assert "40-180" in resp.error and str(bpm) in resp.error
+    assert resp.error == "Heart rate out of typical range for an adult"
+    assert "40-180" in resp.error_detail and str(bpm) in resp.error_detail
     assert store.readings == {} and store.writes == []
 
 
@@ -397,7 +399,7 @@ async def test_batch_counts_and_results() -> None:
         (2, False, pb.REJECT_REASON_BPM_OUT_OF_RANGE, pb.NONE),
         (3, True, 0, pb.HIGH_HEART_RATE),
     ]
-    assert "40-180" in resp.results[0].error
+    assert "40-180" in resp.results[0].error  # a new RPC: the precise text
     assert (resp.alert_active, resp.alert_type) == (True, pb.HIGH_HEART_RATE)
     assert store.stored("u1") == {NOW - 4000: 80, NOW - 3000: 70, NOW - 1000: 160, NOW: 75}
 
@@ -605,11 +607,48 @@ async def test_zones_from_stored_range() -> None:
 async def test_zones_bad_request_raises_invalid_request(
     request_: pb.ExerciseZoneRequest, field: str
 ) -> None:
-    """A bad zone request (age <= 0, no readings, bad range) raises InvalidRequest naming it."""
+    """A bad zone request (age <= 0, no readings, bad range) raises InvalidRequest naming it
+    (in its field; the message too, except for the replaced service's exact texts)."""
     with pytest.raises(InvalidRequest) as info:
         await _service().CalculateExerciseZones(request_)
     assert info.value.field == field
-    assert field in str(info.value)
+    assert field in str(info.value) or info.value.exact
+    assert field in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("request_", "text", "detail"),
+    [
+        (
+            pb.ExerciseZoneRequest(age=0, measurements=_measurements([120] * 5)),
+            "Age must be a positive integer",
+            "age must be 1-120 years (or give max_hr_bpm)",
+        ),
+        (
+            pb.ExerciseZoneRequest(age=-7, measurements=_measurements([120] * 5)),
+            "Age must be a positive integer",
+            "age must be 1-120 years (or give max_hr_bpm)",
+        ),
+        (
+            pb.ExerciseZoneRequest(age=30),
+            "No measurements provided",
+            "measurements (or bpm/timestamps) must not be empty",
+        ),
+        (
+            pb.ExerciseZoneRequest(age=121, measurements=_measurements([120] * 5)),
+            "age must be 1-120 years (or give max_hr_bpm)",
+            "age must be 1-120 years (or give max_hr_bpm)",
+        ),
+    ],
+)
+async def test_zones_keep_the_replaced_services_texts(
+    request_: pb.ExerciseZoneRequest, text: str, detail: str
+) -> None:
+    """age <= 0 and no readings: the replaced service's details word for word, the precise
+    explanation in .detail (the rich error details); a new case (age > 120) keeps its text."""
+    with pytest.raises(InvalidRequest) as info:
+        await _service().CalculateExerciseZones(request_)
+    assert (str(info.value), info.value.detail) == (text, detail)
 
 
 async def test_bad_zone_request_does_not_fail_its_round() -> None:
