@@ -26,7 +26,7 @@ from heartrate_serve.runtime.serve_config import deployment_user_configs
 from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.service.local_ports import LocalValidator, LocalZones
 from heartrate_serve.service.service import HeartRateService
-from heartrate_serve.service.status_codes import status_for
+from heartrate_serve.service.status_codes import STATUS_DETAILS_KEY, rich_details, status_for
 from heartrate_serve.service.tunables import IngressTunables, ValidatorTunables
 from heartrate_serve.settings import Settings
 from heartrate_serve.store.store import ReadingStore
@@ -45,7 +45,9 @@ async def _answer(context: grpc.aio.ServicerContext, call: Awaitable[M]) -> M:
         code = status_for(error)
         if code is None:
             raise
-        await context.abort(code, str(error))
+        details = rich_details(error)
+        trailing = ((STATUS_DETAILS_KEY, details),) if details is not None else ()
+        await context.abort(code, str(error), trailing_metadata=trailing)
         raise  # abort raises; this line is not reached
 
 
