@@ -556,9 +556,10 @@ def field_names(descriptor: Any, seen: set[str] | None = None) -> set[str]:
 
 
 def names_a_field(details: str, request_type: type[Message]) -> bool:
-    """True when details name a field of the request (as a whole word)."""
+    """True when details name a field of the request (as a whole word; case-insensitive, since
+    the replaced service's texts start with a capital, e.g. "Age must be a positive integer")."""
     return any(
-        re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", details)
+        re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", details, re.IGNORECASE)
         for name in field_names(request_type.DESCRIPTOR)
     )
 
