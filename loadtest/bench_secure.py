@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from heartrate_serve.loadtest.bench import Plan, run_loadgen, start_service
 from heartrate_serve.loadtest.common import fmt_num, markdown_table, parse_scenarios, ratio
-from heartrate_serve.runtime.dev_keys import ensure_dev_keypair, issue_token
+from heartrate_serve.runtime.dev_keys import ensure_dev_keypair, issue_token, write_private_key
 
 DEFAULT_SCENARIOS = "unary:16,unary:64,stream:16,stream:64"
 
@@ -63,14 +63,7 @@ def make_certs(folder: Path) -> tuple[Path, Path, Path]:
     paths[1].write_bytes(
         cert("localhost", key, "bench CA", ca_key, False).public_bytes(serialization.Encoding.PEM)
     )
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    paths[2].chmod(0o600)
+    write_private_key(paths[2], key)
     return paths
 
 

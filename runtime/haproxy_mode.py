@@ -4,7 +4,6 @@ instance, state under a private folder, and HAProxy tied to its parent so none i
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import random
 import shlex
@@ -70,12 +69,7 @@ MAX_HEADERS = 1024
 def haproxy_address(host: str, port: int) -> str:
     """host:port as an HAProxy bind address (IPv6 as ipv6@addr:port)."""
     bare = host.strip("[]")
-    try:
-        if ipaddress.ip_address(bare).version == 6:
-            return f"ipv6@{bare}:{port}"
-    except ValueError:
-        pass  # a host name
-    return f"{bare}:{port}"
+    return f"ipv6@{bare}:{port}" if ":" in bare else f"{bare}:{port}"  # only IPv6 has ':'
 
 
 def _sed_text(text: str) -> str:

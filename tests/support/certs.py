@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from heartrate_serve.runtime.dev_keys import write_private_key
 
 SERVER_DNS_NAMES = ("localhost",)
 SERVER_IPS = ("127.0.0.1", "::1")
@@ -44,17 +45,6 @@ class Pki:
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
@@ -162,9 +152,9 @@ def make_pki(
         client_key=folder / "client-key.pem",
     )
     _write_cert(pki.ca, ca_cert)
-    _write_key(pki.ca_key, ca_key)
+    write_private_key(pki.ca_key, ca_key)
     _write_cert(pki.server_cert, server_cert)
-    _write_key(pki.server_key, server_key)
+    write_private_key(pki.server_key, server_key)
     _write_cert(pki.client_cert, client_cert)
-    _write_key(pki.client_key, client_key)
+    write_private_key(pki.client_key, client_key)
     return pki
