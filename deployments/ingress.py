@@ -108,8 +108,13 @@ class HeartRateIngress:
             async for response in stream:
                 yield response
         except Unauthenticated as error:  # raised before the first answer: the whole call
+            # Set on the context and raised: Serve's proxy (the fallback path in HAProxy mode,
+            # and INGRESS_MODE=proxy) copies a context onto the call only with an answer, so a
+            # stream that answers nothing and returns would end OK there. Raised, Serve keeps
+            # the code it finds set (gRPCStatusError) on both the proxy and direct paths.
             grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
             grpc_context.set_details(str(error))
+            raise
 
     async def GetHeartRateStatus(self, request: pb.StatusRequest, grpc_context: Ctx) -> Any:
         """The user's newest readings, their statistics and the sustained alert state."""

@@ -219,6 +219,35 @@ def test_every_rpc_needs_a_valid_token(tls_jwt: Secured) -> None:
         assert list(status.recent_measurements) == []
 
 
+def test_stream_refusal_survives_serve_s_python_proxy(tmp_path: Path) -> None:
+    """INGRESS_MODE=proxy (Serve's Python gRPC proxy, also HAProxy mode's fallback path): a
+    stream with no or a bad token ends UNAUTHENTICATED, not OK with no answers; a good one works.
+
+    The proxy copies the replica's status onto the call only with an answer; a refused stream
+    has none (clean-clone CI once saw OK here in HAProxy mode, when a call took the fallback)."""
+    with running_service(
+        tmp_path, INGRESS_MODE="proxy", AUTH_MODE="jwt", AUTH_JWT_ISSUER=ISSUER
+    ) as svc:
+        u = user()
+        with grpc.insecure_channel(f"127.0.0.1:{svc.grpc_port}") as ch:
+            stub = pb_grpc.HeartRateMonitorStub(ch)
+            call = stub.StreamHeartRate
+            for meta in (None, md("not-a-jwt"), md(_hs256(SECRET.encode()))):
+                for _ in range(3):  # the proxy path every time here, not by chance
+                    code, details = code_of(
+                        lambda m=meta: list(call(iter([reading(u)]), metadata=m))
+                    )
+                    assert code == Code.UNAUTHENTICATED, (meta, code, details)
+            code, _ = code_of(lambda: stub.SubmitHeartRate(reading(u), timeout=10))
+            assert code == Code.UNAUTHENTICATED
+            private, _ = dev_key_paths(svc.workdir / "data")
+            w = md(issue_token(private, user=u, scopes=RW, issuer=ISSUER))
+            answers = list(stub.StreamHeartRate(iter([reading(u, 80)]), metadata=w, timeout=20))
+            assert [a.success for a in answers] == [True]
+            got = stub.GetHeartRateStatus(pb.StatusRequest(user_id=u), metadata=w, timeout=10)
+            assert [m.bpm for m in got.recent_measurements] == [80]
+
+
 # --- authorization -----------------------------------------------------------------------------
 
 
