@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -79,8 +80,15 @@ class EmbeddedRedis:
         """The server's log file."""
         return self.data_dir / LOG_FILE
 
-    def start(self, timeout_s: float = 10.0) -> str:
-        """Starts the server and waits until it answers PING; returns its URL."""
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of a server that died on its own (a crash), None while it runs or
+        when it was never started or was stopped."""
+        return None if self._proc is None else self._proc.poll()
+
+    def start(self, timeout_s: float = 10.0, cancel: threading.Event | None = None) -> str:
+        """Starts the server and waits until it answers PING (after any AOF replay: Redis
+        answers LOADING until then); returns its URL. `cancel` set: stops waiting and raises."""
         if self.pid is not None:
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +104,7 @@ class EmbeddedRedis:
             start_new_session=True,
         )
         try:
-            self._wait_ready(timeout_s)
+            self._wait_ready(timeout_s, cancel)
         except BaseException:
             self._kill()
             raise
@@ -117,11 +125,13 @@ class EmbeddedRedis:
             "--logfile", LOG_FILE,
         ]  # fmt: skip
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _wait_ready(self, timeout_s: float, cancel: threading.Event | None = None) -> None:
         """Polls PING until it answers +PONG; raises with the log tail on death or timeout."""
         assert self._proc is not None and self.port is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise EmbeddedRedisError("start cancelled (stopping)")
             code = self._proc.poll()
             if code is not None:
                 raise EmbeddedRedisError(

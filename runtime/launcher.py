@@ -1,5 +1,6 @@
-"""`make run`: embedded Redis (unless REDIS_URL), then the Ray driver (local Ray + Serve from
-serve_config.yaml) as a supervised child, in the foreground.
+"""`make run`: embedded Redis (unless REDIS_URL; restarted after a crash, redis_supervisor.py),
+then the Ray driver (local Ray + Serve from serve_config.yaml) as a supervised child, in the
+foreground.
 
 SIGTERM or Ctrl-C stops the driver (Serve, then Ray), sweeps any process of this instance that
 survived (an agent, an haproxy), then stops Redis: nothing is left behind. Ray's processes run in
@@ -28,6 +29,7 @@ from heartrate_serve.runtime.driver import READY_LINE
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 from heartrate_serve.runtime.logging_setup import ServerLogRotator, configure_process_logging
 from heartrate_serve.runtime.process_sweep import sweep
+from heartrate_serve.runtime.redis_supervisor import RedisSupervisor
 from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.settings import Settings, SettingsError, is_loopback
 
@@ -51,7 +53,13 @@ def _start_redis(settings: Settings, stack: ExitStack) -> Settings:
     redis = EmbeddedRedis(settings.data_dir, fsync=settings.redis_fsync)
     stack.callback(redis.stop)
     url = redis.start()
-    print(f"embedded Redis: {url} (data in {settings.data_dir.resolve()})", flush=True)
+    supervisor = RedisSupervisor(redis)
+    supervisor.start()
+    stack.callback(supervisor.stop)  # before redis.stop (LIFO): a stop is not a crash
+    print(
+        f"embedded Redis: {url} (data in {settings.data_dir.resolve()}; restarted if it dies)",
+        flush=True,
+    )
     return Settings.from_env(redis_url=url)
 
 
