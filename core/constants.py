@@ -98,6 +98,7 @@ class RejectReason(IntEnum):
     UNAUTHENTICATED = 7
     PERMISSION_DENIED = 8
     INVALID_MESSAGE = 9
+    OVERLOADED = 10
 
 
 # Texts the replaced service answered, kept word for word for its clients (issue 15): the `error`
@@ -114,3 +115,15 @@ USER_ID_PATTERN = r"[A-Za-z0-9._:@-]{1,128}"
 
 # Retention of stored readings, days.
 DEFAULT_RETENTION_DAYS = 30
+
+# Overload bounds per ingress replica (defaults of its user_config, service/tunables.py); beyond
+# them work is shed with RESOURCE_EXHAUSTED instead of queued. Readings waiting for a group-commit
+# round: five full 200 000-reading rounds (service/pipeline.py) behind the two open ones; tens of
+# MB of numpy arrays. The flood in loadtest/flood.py measures what the bounds hold the RSS to.
+MAX_QUEUED_READINGS = 1_000_000
+# Open StreamHeartRate calls per ingress replica: below its max_ongoing_requests (5000 in
+# serve_config.yaml), so unary calls keep slots when all stream slots are taken.
+MAX_OPEN_STREAMS = 4000
+# Unary calls end DEADLINE_EXCEEDED after this long (a client's own shorter deadline wins).
+# Streams are never cut by it: devices keep one open for hours.
+REQUEST_TIMEOUT_S = 30.0

@@ -51,6 +51,11 @@ class Overloaded(Exception):
     (gRPC RESOURCE_EXHAUSTED)."""
 
 
+class DeadlineExceeded(Exception):
+    """The call ran out of its time (the ingress's request_timeout_s for unary calls); its work
+    was dropped, or its result discarded (gRPC DEADLINE_EXCEEDED)."""
+
+
 class CorruptData(Exception):
     """Stored data of one user cannot be decoded (gRPC DATA_LOSS). The message names the user and
     the part (e.g. the compacted chunk) that is damaged; other users and other parts are served."""

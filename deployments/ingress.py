@@ -8,6 +8,7 @@ Validator and ZoneCalculator deployments, reached through the ports in remote_po
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from ray.serve import Deployment
 from ray.serve.grpc_util import RayServegRPCContext, gRPCInputStream
 from ray.serve.handle import DeploymentHandle
 
-from heartrate_serve.core.errors import Unauthenticated
+from heartrate_serve.core.errors import DeadlineExceeded, Overloaded, Unauthenticated
 from heartrate_serve.deployments.observability import observe_replica
 from heartrate_serve.deployments.remote_ports import RemoteValidator, RemoteZones
 from heartrate_serve.proto import heartrate_service_pb2 as pb
@@ -35,10 +36,18 @@ Ctx = RayServegRPCContext
 M = TypeVar("M")
 
 
-async def _answer(ctx: Ctx, call: Awaitable[M], empty: M) -> M:
-    """The call's answer; for a domain error its status code and message, and an empty reply."""
+async def _answer(ctx: Ctx, call: Awaitable[M], empty: M, timeout_s: float | None) -> M:
+    """The call's answer; for a domain error its status code and message, and an empty reply.
+    After timeout_s (user_config request_timeout_s) the call is cancelled: DEADLINE_EXCEEDED."""
     try:
-        return await call
+        try:
+            return await asyncio.wait_for(call, timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the call took longer than request_timeout_s ({timeout_s:g} s) and was "
+                "cancelled; readings it carried may or may not be stored: resend them "
+                "(a reading with the same user and timestamp is stored once)"
+            ) from None
     except Exception as error:
         code = status_for(error)
         if code is None:
@@ -97,6 +106,7 @@ class HeartRateIngress:
             grpc_context,
             self.service.SubmitHeartRate(request, _authorization(grpc_context)),
             pb.HeartRateResponse(),
+            self.service.request_timeout_s,
         )
 
     async def StreamHeartRate(
@@ -107,12 +117,12 @@ class HeartRateIngress:
         try:
             async for response in stream:
                 yield response
-        except Unauthenticated as error:  # raised before the first answer: the whole call
+        except (Unauthenticated, Overloaded) as error:  # before the first answer: the whole call
             # Set on the context and raised: Serve's proxy (the fallback path in HAProxy mode,
             # and INGRESS_MODE=proxy) copies a context onto the call only with an answer, so a
             # stream that answers nothing and returns would end OK there. Raised, Serve keeps
             # the code it finds set (gRPCStatusError) on both the proxy and direct paths.
-            grpc_context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+            grpc_context.set_code(status_for(error) or grpc.StatusCode.INTERNAL)
             grpc_context.set_details(str(error))
             raise
 
@@ -122,6 +132,7 @@ class HeartRateIngress:
             grpc_context,
             self.service.GetHeartRateStatus(request, _authorization(grpc_context)),
             pb.StatusResponse(),
+            self.service.request_timeout_s,
         )
 
     async def CalculateExerciseZones(
@@ -132,6 +143,7 @@ class HeartRateIngress:
             grpc_context,
             self.service.CalculateExerciseZones(request, _authorization(grpc_context)),
             pb.ExerciseZoneResponse(),
+            self.service.request_timeout_s,
         )
 
     async def SubmitHeartRateBatch(
@@ -142,6 +154,7 @@ class HeartRateIngress:
             grpc_context,
             self.service.SubmitHeartRateBatch(request, _authorization(grpc_context)),
             pb.HeartRateBatchResponse(),
+            self.service.request_timeout_s,
         )
 
     async def SetUserProfile(self, request: pb.SetUserProfileRequest, grpc_context: Ctx) -> Any:
@@ -150,6 +163,7 @@ class HeartRateIngress:
             grpc_context,
             self.service.SetUserProfile(request, _authorization(grpc_context)),
             pb.SetUserProfileResponse(),
+            self.service.request_timeout_s,
         )
 
     async def GetUserProfile(self, request: pb.GetUserProfileRequest, grpc_context: Ctx) -> Any:
@@ -158,6 +172,7 @@ class HeartRateIngress:
             grpc_context,
             self.service.GetUserProfile(request, _authorization(grpc_context)),
             pb.GetUserProfileResponse(),
+            self.service.request_timeout_s,
         )
 
     # --- grpc.health.v1.Health (Serve routes on the method name alone) ---------------------------

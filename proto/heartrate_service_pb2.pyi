@@ -19,6 +19,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_UNAUTHENTICATED: _ClassVar[RejectReason]
     REJECT_REASON_PERMISSION_DENIED: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_MESSAGE: _ClassVar[RejectReason]
+    REJECT_REASON_OVERLOADED: _ClassVar[RejectReason]
 
 class AlertType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ REJECT_REASON_SERVICE_UNAVAILABLE: RejectReason
 REJECT_REASON_UNAUTHENTICATED: RejectReason
 REJECT_REASON_PERMISSION_DENIED: RejectReason
 REJECT_REASON_INVALID_MESSAGE: RejectReason
+REJECT_REASON_OVERLOADED: RejectReason
 NONE: AlertType
 LOW_HEART_RATE: AlertType
 HIGH_HEART_RATE: AlertType

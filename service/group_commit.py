@@ -8,6 +8,9 @@ rounds are open, new submissions wait and coalesce into the next round. At low l
 submission is processed at once (no added wait); at high load rounds grow by themselves, so
 per-call costs (a deployment hop, a Redis round trip) are paid once per round.
 
+Waiting work is bounded in weight (`max_queued_weight`): a submission that would take the queue
+beyond it raises Overloaded at once (shed, not queued; an empty queue takes any one item).
+
 A stage returns one result per item; a result that is an exception is raised to that item's
 caller alone, so a failure in one part of a round reaches only the callers of that part. An
 exception raised by a stage itself reaches every caller of the round, and no other round.
@@ -18,6 +21,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar, cast
+
+from heartrate_serve.core.errors import Overloaded
 
 T = TypeVar("T")  # a submitted item
 P = TypeVar("P")  # what `prepare` hands to `commit` for the whole round
@@ -37,7 +42,11 @@ class GroupCommit(Generic[T, P, R]):
         max_rounds: int = 2,
         max_preparing: int | None = None,
         on_round: Callable[[int, int], None] | None = None,
+        max_queued_weight: int | None = None,
+        what: str = "readings",
     ) -> None:
+        self.max_queued_weight = max_queued_weight
+        self._what = what
         self._prepare = prepare
         self._commit = commit
         self._weight = weight
@@ -60,10 +69,18 @@ class GroupCommit(Generic[T, P, R]):
         return self._queued_weight
 
     async def submit(self, item: T) -> R:
-        """Queues item and waits for its own result (or its part's exception)."""
+        """Queues item and waits for its own result (or its part's exception); raises
+        Overloaded instead when the queue would grow beyond max_queued_weight."""
+        weight = self._weight(item)
+        bound = self.max_queued_weight
+        if bound is not None and self._queued_weight and self._queued_weight + weight > bound:
+            raise Overloaded(
+                f"the service is at capacity: {self._queued_weight} {self._what} are waiting "
+                f"(max_queued_readings {bound}); retry later"
+            )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        self._queued_weight += self._weight(item)
+        self._queued_weight += weight
         if not self._scheduled:  # submissions of this event-loop turn join one round
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._start_rounds)

@@ -20,6 +20,7 @@ from heartrate_serve.core.errors import (
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
+    Overloaded,
     PermissionDenied,
     StoreUnavailable,
     Unauthenticated,
@@ -81,6 +82,7 @@ class HeartRateService:
         self._bands = ProfileBands(store, self._tun.profile_cache_ttl_s)
         self._stamps = ServerStamps()
         self.pipeline = ReadingPipeline(store, validator, self._bands, clock_ms)
+        self._open_streams = 0
         self.zone_rounds = ZoneRounds(zones)
         self._zone_commit: GroupCommit[ZoneJob, Analyses, SessionAnalysis] = GroupCommit(
             self.zone_rounds.analyse,
@@ -88,7 +90,9 @@ class HeartRateService:
             weight=lambda job: job.readings,
             max_weight=self.zone_rounds.max_round_readings,
             max_rounds=ZONE_OPEN_ROUNDS,
+            what="zone readings",
         )
+        self._apply_bounds()
         self.health = HealthProbe(store, validator, zones)
 
     def reconfigure(self, tunables: IngressTunables) -> None:
@@ -96,6 +100,17 @@ class HeartRateService:
         self._tun = tunables
         self._store.set_alert_rules(tunables.alert_rules())
         self._bands.ttl_s = tunables.profile_cache_ttl_s
+        self._apply_bounds()
+
+    def _apply_bounds(self) -> None:
+        bound = self._tun.max_queued_readings
+        self.pipeline.commit.max_queued_weight = bound
+        self._zone_commit.max_queued_weight = bound
+
+    @property
+    def request_timeout_s(self) -> float | None:
+        """How long a unary call may take (user_config request_timeout_s), None: no limit."""
+        return self._tun.request_timeout_s or None
 
     # --- authorization ----------------------------------------------------------------------
 
@@ -148,6 +163,8 @@ class HeartRateService:
     ) -> AsyncIterator[pb.HeartRateResponse]:
         """One answer per reading, in order; a bad reading is answered and the stream goes on.
 
+        Beyond max_open_streams open on this replica, a new stream raises Overloaded before
+        reading anything; a reading beyond the queue bound is answered REJECT_REASON_OVERLOADED.
         Auth on: a stream without a valid token raises Unauthenticated before reading anything;
         then every reading is checked (its user_id against the token, the token's exp): one the
         token may not write is answered REJECT_REASON_PERMISSION_DENIED and never stored."""
@@ -158,6 +175,12 @@ class HeartRateService:
             async def one(request: pb.HeartRateRequest) -> pb.HeartRateResponse:
                 return await self._stream_one_checked(caller, request)
 
+        if self._open_streams >= self._tun.max_open_streams:
+            raise Overloaded(
+                f"the service is at capacity: {self._open_streams} streams are open on this "
+                f"replica (max_open_streams {self._tun.max_open_streams}); retry later"
+            )
+        self._open_streams += 1
         counts = {"sent": 0, "rejected": 0}
         log.info("stream opened")
         current().stream(True)
@@ -167,6 +190,7 @@ class HeartRateService:
                 counts["rejected"] += not resp.success
                 yield resp
         finally:
+            self._open_streams -= 1
             current().stream(False)
             log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
 
@@ -201,6 +225,8 @@ class HeartRateService:
             return _rejected(RejectReason.STORE_UNAVAILABLE, str(error))
         except DependencyUnavailable as error:
             return _rejected(RejectReason.SERVICE_UNAVAILABLE, str(error))
+        except Overloaded as error:
+            return _rejected(RejectReason.OVERLOADED, str(error))
         return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
 
     async def SubmitHeartRateBatch(

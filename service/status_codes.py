@@ -8,6 +8,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 
 from heartrate_serve.core.errors import (
     CorruptData,
+    DeadlineExceeded,
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
@@ -23,6 +24,7 @@ ERROR_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (DependencyUnavailable, grpc.StatusCode.UNAVAILABLE),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (CorruptData, grpc.StatusCode.DATA_LOSS),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),

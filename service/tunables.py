@@ -17,8 +17,11 @@ from heartrate_serve.core.constants import (
     ALERT_SUSTAIN_S,
     DEFAULT_MAX_GAP_S,
     MAX_FUTURE_MS,
+    MAX_OPEN_STREAMS,
+    MAX_QUEUED_READINGS,
     NORMAL_HIGH_BPM,
     NORMAL_LOW_BPM,
+    REQUEST_TIMEOUT_S,
     VALID_MAX_BPM,
     VALID_MIN_BPM,
 )
@@ -51,6 +54,15 @@ class IngressTunables(_Tunables):
     # How long a replica trusts a cached profile band; another replica's change shows after this.
     profile_cache_ttl_s: float = Field(default=5.0, ge=0)
     max_gap_s: int = Field(default=DEFAULT_MAX_GAP_S, ge=0)
+    # Overload: work beyond these bounds is shed with RESOURCE_EXHAUSTED instead of queued.
+    # Readings waiting for a group-commit round (ingest; zone requests have their own queue of
+    # this size), per replica.
+    max_queued_readings: int = Field(default=MAX_QUEUED_READINGS, ge=1)
+    # Open StreamHeartRate calls per replica (below its max_ongoing_requests, so unary calls
+    # still get a slot when every stream slot is taken).
+    max_open_streams: int = Field(default=MAX_OPEN_STREAMS, ge=1)
+    # Unary calls answer DEADLINE_EXCEEDED after this long (0: no limit); streams are not cut.
+    request_timeout_s: float = Field(default=REQUEST_TIMEOUT_S, ge=0)
 
     def alert_rules(self) -> AlertRules:
         """The hysteresis rules for the store's alert state machine."""

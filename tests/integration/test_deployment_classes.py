@@ -129,3 +129,42 @@ async def test_validator_reconfigure_rejects_inconsistent_bands() -> None:
     v = ValidatorDeployment.func_or_class()
     with pytest.raises(InvalidRequest):
         v.reconfigure({"normal_low_bpm": 30})
+
+
+@pytest.mark.single_redis
+async def test_unary_calls_end_at_request_timeout_but_streams_go_on(
+    ingress: Any, redis_server: EmbeddedRedis
+) -> None:
+    """user_config request_timeout_s: a unary call stuck on a frozen Redis (SIGSTOP) answers
+    DEADLINE_EXCEEDED after it, saying what to do; a stream open longer than it is not cut.
+    serve_config.yaml's value is parsed into the same tunables."""
+    import os
+    import signal
+
+    ingress.reconfigure({"request_timeout_s": 0.3})
+    try:
+        ctx = FakeContext()
+        assert redis_server.pid is not None
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            await ingress.GetHeartRateStatus(pb.StatusRequest(user_id="frozen"), ctx)
+            took = time.monotonic() - started
+        finally:
+            os.kill(redis_server.pid, signal.SIGCONT)
+        assert ctx.code == grpc.StatusCode.DEADLINE_EXCEEDED, (ctx.code, ctx.details)
+        assert "request_timeout_s (0.3 s)" in ctx.details and "resend" in ctx.details
+        assert 0.3 <= took < 1.5  # Redis's own 2 s socket timeout did not end it
+
+        t = int(time.time() * 1000) - 30_000
+
+        async def slow() -> AsyncIterator[pb.HeartRateRequest]:
+            for i in range(3):
+                yield pb.HeartRateRequest(bpm=70 + i, timestamp_ms=t + i, user_id="long")
+                await asyncio.sleep(0.4)
+
+        stream_ctx = FakeContext()
+        out = [a async for a in ingress.StreamHeartRate(slow(), stream_ctx)]
+        assert [a.success for a in out] == [True] * 3 and stream_ctx.code is None
+    finally:
+        ingress.reconfigure({})

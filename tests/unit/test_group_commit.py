@@ -569,3 +569,53 @@ async def test_awaitable_stage_types_are_accepted() -> None:
 
     gc: GroupCommit[int, int, int] = GroupCommit(prepare, commit)
     assert await asyncio.gather(gc.submit(2), gc.submit(3)) == [5, 5]
+
+
+# --- the bound on waiting work (overload is shed, not queued) -----------------------------------
+
+
+async def test_work_beyond_the_queue_bound_is_shed_at_once() -> None:
+    """With both rounds open, queued weight grows to max_queued_weight; a submission that would
+    pass it raises Overloaded (naming the bound) without waiting; once the rounds drain, the
+    queue takes work again. Shed items never reach a stage."""
+    from heartrate_serve.core.errors import Overloaded
+
+    rec = Recorder()
+    gate = asyncio.Event()
+    rec.hold_commit["a"] = gate
+    gc = GroupCommit(
+        rec.prepare, rec.commit, weight=_weight, max_weight=10, max_rounds=1, max_queued_weight=8
+    )
+    first = _submit_all(gc, [Item("a", 10)])
+    await _wait(rec.started("commit", "a"))
+    queued = _submit_all(gc, [Item("b", 5), Item("c", 3)])
+    await _yield()
+    assert gc.queued_weight == 8
+    with pytest.raises(Overloaded, match=r"8 readings are waiting \(max_queued_readings 8\)"):
+        await gc.submit(Item("d", 1))
+    gate.set()
+    assert await asyncio.gather(*first, *queued) == ["a@a", "b@b+c", "c@b+c"]
+    assert gc.queued_weight == 0
+    assert await gc.submit(Item("e", 1)) == "e@e"
+    assert all("d" not in names for names in rec.prepared)
+
+
+async def test_an_empty_queue_takes_one_item_heavier_than_the_bound() -> None:
+    """A single batch bigger than the bound is not refused when nothing waits (it would never
+    fit otherwise); a second one behind it is."""
+    from heartrate_serve.core.errors import Overloaded
+
+    rec = Recorder()
+    gate = asyncio.Event()
+    rec.hold_commit["a"] = gate
+    gc = GroupCommit(
+        rec.prepare, rec.commit, weight=_weight, max_weight=10, max_rounds=1, max_queued_weight=5
+    )
+    first = _submit_all(gc, [Item("a", 1)])
+    await _wait(rec.started("commit", "a"))
+    big = _submit_all(gc, [Item("big", 50)])
+    await _yield()
+    with pytest.raises(Overloaded):
+        await gc.submit(Item("big2", 50))
+    gate.set()
+    assert await asyncio.gather(*first, *big) == ["a@a", "big@big"]

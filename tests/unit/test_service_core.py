@@ -900,3 +900,96 @@ def test_module_does_not_import_ray(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+# --- overload: shed, not queued -----------------------------------------------------------------
+
+
+class HeldStore(FakeStore):
+    """A FakeStore whose writes wait for `release` (a Redis that has fallen behind)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def write_batch(self, *args: Any, **kwargs: Any) -> WriteResult:
+        self.writing.set()
+        await self.release.wait()
+        return await super().write_batch(*args, **kwargs)
+
+
+async def test_readings_beyond_the_queue_bound_are_shed_with_a_clear_answer() -> None:
+    """With the store behind and max_queued_readings waiting, a unary call raises Overloaded
+    (RESOURCE_EXHAUSTED) and a stream reading is answered REJECT_REASON_OVERLOADED; neither is
+    stored, the stream goes on, and the queued readings are stored once the store catches up."""
+    from heartrate_serve.core.errors import Overloaded
+    from heartrate_serve.service.tunables import IngressTunables
+
+    store = HeldStore()
+    svc = HeartRateService(
+        store, LocalValidator(ValidationRules()), LocalZones(),
+        IngressTunables(max_queued_readings=1), clock_ms=lambda: NOW,
+    )  # fmt: skip
+    writing = asyncio.create_task(svc.SubmitHeartRate(_req(70, NOW - 10)))
+    await asyncio.wait_for(store.writing.wait(), GUARD_S)
+    behind = asyncio.create_task(svc.SubmitHeartRate(_req(71, NOW - 9)))  # the second open round
+    for _ in range(50):
+        await asyncio.sleep(0)
+    queued = asyncio.create_task(svc.SubmitHeartRate(_req(72, NOW - 8)))  # waits: the bound
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert svc.pipeline.commit.queued_weight == 1
+    with pytest.raises(Overloaded, match="max_queued_readings 1"):
+        await svc.SubmitHeartRate(_req(73, NOW - 7))
+    answers = [a async for a in svc.StreamHeartRate(_stream([_req(74, NOW - 6)]))]
+    assert [a.reject_reason for a in answers] == [pb.REJECT_REASON_OVERLOADED]
+    assert "retry later" in answers[0].error and not answers[0].success
+    store.release.set()
+    async with asyncio.timeout(GUARD_S):
+        assert all(r.success for r in await asyncio.gather(writing, behind, queued))
+    assert store.stored("u1") == {NOW - 10: 70, NOW - 9: 71, NOW - 8: 72}
+
+
+async def test_streams_beyond_max_open_streams_are_refused_before_reading() -> None:
+    """max_open_streams open on the replica: the next stream raises Overloaded before reading
+    anything; when one closes, a new stream is served."""
+    from heartrate_serve.core.errors import Overloaded
+    from heartrate_serve.service.tunables import IngressTunables
+
+    svc = HeartRateService(
+        FakeStore(), LocalValidator(ValidationRules()), LocalZones(),
+        IngressTunables(max_open_streams=2), clock_ms=lambda: NOW,
+    )  # fmt: skip
+    hold = asyncio.Event()
+    opened = [asyncio.Event(), asyncio.Event()]
+
+    async def held(i: int) -> AsyncIterator[pb.HeartRateRequest]:
+        yield _req(70 + i, NOW - 100 + i)
+        await hold.wait()
+
+    async def run(i: int) -> list[pb.HeartRateResponse]:
+        out = []
+        async for a in svc.StreamHeartRate(held(i)):
+            out.append(a)
+            opened[i].set()
+        return out
+
+    streams = [asyncio.create_task(run(i)) for i in range(2)]
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.gather(*(e.wait() for e in opened))
+    read: list[int] = []
+
+    async def counted() -> AsyncIterator[pb.HeartRateRequest]:
+        read.append(1)
+        yield _req(80, NOW - 1)
+
+    with pytest.raises(Overloaded, match="2 streams are open.*max_open_streams 2"):
+        await _answers(svc, [])  # nothing read
+    with pytest.raises(Overloaded):
+        [a async for a in svc.StreamHeartRate(counted())]
+    assert read == []
+    hold.set()
+    async with asyncio.timeout(GUARD_S):
+        assert [len(a) for a in await asyncio.gather(*streams)] == [1, 1]
+    assert [a.success for a in await _answers(svc, [_req(81, NOW - 2)])] == [True]
