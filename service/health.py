@@ -48,10 +48,10 @@ class HealthProbe:
         return status
 
     async def _all_up(self) -> bool:
-        if not await self._store.ping():
-            return False
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
+            async with asyncio.timeout(PROBE_TIMEOUT_S):  # not REDIS_TIMEOUT_S: probes answer fast
+                if not await self._store.ping():
+                    return False
                 return all(await asyncio.gather(*(p.ping() for p in self._parts)))
         except Exception:  # a deployment that does not answer is down, whatever the reason
             return False

@@ -23,7 +23,7 @@ def test_defaults() -> None:
     s = Settings.from_env({})
     assert (s.grpc_port, s.metrics_port, s.redis_url) == (50051, 8080, None)
     assert s.data_dir == Path("data")
-    assert (s.redis_fsync, s.redis_pool_size, s.redis_timeout_s) == ("everysec", 64, 2.0)
+    assert (s.redis_fsync, s.redis_pool_size, s.redis_timeout_s) == ("everysec", 64, 5.0)
     assert (s.retention_days, s.ingress_mode, s.log_level) == (30, "haproxy", "WARNING")
     assert s.instance_dir is None
     assert s.serve_config == packaged_serve_config()
