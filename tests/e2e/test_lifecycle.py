@@ -102,6 +102,7 @@ def test_sigterm_and_ctrl_c_stop_everything_and_data_survives(tmp_path: Path) ->
             timeout_s=START_TIMEOUT_S,
             DATA_DIR=str(data),
             INSTANCE_DIR=instance,
+            REDIS_FSYNC="always",  # the kill -9 below loses nothing (everysec: test_redis_outage)
         ) as svc,
     ):
         assert svc.instance_dir == Path(instance)

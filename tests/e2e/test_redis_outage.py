@@ -34,8 +34,9 @@ async def _until(predicate_coro: object, timeout_s: float) -> None:
 
 
 async def test_redis_down_then_back(service: object, stub: pb_grpc.HeartRateMonitorStub) -> None:
-    """Down: UNAVAILABLE naming Redis, stream readings answered with errors, NOT_SERVING.
-    Back: the same service stores readings again and reports SERVING, with no restart."""
+    """Down (kill -9): UNAVAILABLE naming Redis, stream readings answered with errors,
+    NOT_SERVING. Back: the same service stores readings again and reports SERVING, with no
+    restart, and the reading acknowledged before the crash is there."""
     svc = service
     user = f"outage-{uuid.uuid4().hex[:8]}"
     ok = await stub.SubmitHeartRate(pb.HeartRateRequest(bpm=70, user_id=user))
@@ -78,5 +79,8 @@ async def test_redis_down_then_back(service: object, stub: pb_grpc.HeartRateMoni
         return await _health(svc.address) == serving  # type: ignore[attr-defined]
 
     await _until(up, 15)
+    # kill -9 with appendfsync everysec: the reading acknowledged before the crash survived.
+    status = await stub.GetHeartRateStatus(pb.StatusRequest(user_id=user, recent_count=100))
+    assert 70 in [m.bpm for m in status.recent_measurements]
     status = await stub.GetHeartRateStatus(pb.StatusRequest(user_id=user))
     assert sorted(m.bpm for m in status.recent_measurements) == [70, 74]
