@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -38,6 +37,13 @@ from heartrate_serve.cli.requests import (
     submit_request,
     zone_request,
 )
+from heartrate_serve.cli.resending import (
+    NO_RETRY,
+    ResendingStream,
+    RetryPolicy,
+    StreamStats,
+    call_with_retry,
+)
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.settings import Settings
 
@@ -62,6 +68,25 @@ def read_readings(path: str) -> list[Reading]:
     return readings
 
 
+def retry_policy(args: argparse.Namespace, **overrides: Any) -> RetryPolicy:
+    """How `stream`, `batch` and `simulate` retry: through transient failures for --retry-for
+    seconds (default 60), or not at all with --no-retry. `overrides` (other RetryPolicy fields:
+    backoff, sleep, clock...) are for tests."""
+    if getattr(args, "no_retry", False):
+        return RetryPolicy(max_retries=0, **overrides) if overrides else NO_RETRY
+    return RetryPolicy(max_seconds=getattr(args, "retry_for", 60.0), **overrides)
+
+
+def warn_retry(what: str, delay: float) -> None:
+    """One stderr line per retry, so a waiting client says why it waits."""
+    warn(f"warning: {what}; retrying in {delay:.1f} s")
+
+
+def resend_counts(stats: StreamStats) -> dict[str, int]:
+    """The resending counts added to a stream's or simulation's summary."""
+    return {"resent": stats.resent, "reconnects": stats.reconnects}
+
+
 def cmd_submit(args: argparse.Namespace, stub: Any) -> int:
     """`submit`: one SubmitHeartRate call."""
     req = submit_request(args)
@@ -72,29 +97,36 @@ def cmd_submit(args: argparse.Namespace, stub: Any) -> int:
 
 
 def stream_requests(
-    items: Iterable[Reading | BadLine], user_id: str, pending: deque[Reading], tally: Tally
+    items: Iterable[Reading | BadLine], user_id: str, tally: Tally
 ) -> Iterator[pb.HeartRateRequest]:
-    """Requests for the readings (remembered in `pending`); bad lines reported and skipped."""
+    """Requests for the readings; bad lines reported and skipped."""
     for item in items:
         if isinstance(item, BadLine):
             tally.malformed += 1
             warn(item.message())
             continue
-        pending.append(item)
         tally.sent += 1
         yield reading_request(item, user_id)
 
 
 def cmd_stream(args: argparse.Namespace, stub: Any) -> int:
-    """`stream`: one StreamHeartRate call for the whole input; no deadline (input may be live)."""
-    tally, pending = Tally(), deque[Reading]()
+    """`stream`: the whole input over StreamHeartRate, no deadline (input may be live). Readings
+    are stamped by the client before their first send, so a broken stream is reopened and its
+    unanswered readings resent (see cli/resending.py); one answer line per reading, in order."""
+    tally = Tally()
     with open_input(args.file) as lines:
-        requests = stream_requests(parse_lines(lines), args.user, pending, tally)
-        for resp in stub.StreamHeartRate(requests):
-            reading = pending.popleft() if pending else None
-            tally.add(resp)
-            emit(args.json, response_dict(resp, reading), [response_text(resp, reading)])
-    emit(args.json, {"summary": asdict(tally)}, [f"summary: {tally.text()}"])
+        requests = stream_requests(parse_lines(lines), args.user, tally)
+        stream = ResendingStream(
+            stub.StreamHeartRate, requests, retry=retry_policy(args), on_retry=warn_retry
+        )
+        with stream:
+            for req, resp in stream:
+                reading = Reading(req.bpm, req.timestamp_ms)
+                tally.add(resp)
+                emit(args.json, response_dict(resp, reading), [response_text(resp, reading)])
+    summary = {**asdict(tally), **resend_counts(stream.stats)}
+    text = ", ".join(f"{k} {v}" for k, v in summary.items())
+    emit(args.json, {"summary": summary}, [f"summary: {text}"])
     return EXIT_OK
 
 
@@ -115,10 +147,18 @@ def cmd_zones(args: argparse.Namespace, stub: Any) -> int:
 
 
 def cmd_batch(args: argparse.Namespace, stub: Any) -> int:
-    """`batch`: one SubmitHeartRateBatch call for the whole input."""
+    """`batch`: one SubmitHeartRateBatch call for the whole input, made again after transient
+    failures (its timestamps are filled in before the first send, so readings already stored
+    answer as duplicates)."""
     readings = read_readings(args.file)
     req = batch_request(readings, args.user, now_ms())
-    resp: pb.HeartRateBatchResponse = stub.SubmitHeartRateBatch(req, timeout=args.timeout)
+    resp: pb.HeartRateBatchResponse = call_with_retry(
+        stub.SubmitHeartRateBatch,
+        req,
+        timeout=args.timeout,
+        retry=retry_policy(args),
+        on_retry=warn_retry,
+    )
     emit(args.json, batch_dict(resp, readings), batch_lines(resp, readings))
     return EXIT_OK
 

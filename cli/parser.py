@@ -167,6 +167,24 @@ def _add_submit(sub: Any) -> None:
     _global_options(p, suppress=True)
 
 
+def _retry_options(p: argparse.ArgumentParser) -> None:
+    """--retry-for / --no-retry of the commands that send readings (see cli/resending.py)."""
+    retry = p.add_mutually_exclusive_group()
+    retry.add_argument(
+        "--retry-for",
+        type=positive_float,
+        default=60.0,
+        metavar="S",
+        help="resend through transient failures (UNAVAILABLE, overload, timeouts) for up to S "
+        "seconds of continuous failure, then fail (default 60)",
+    )
+    retry.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="fail at the first transient failure (readings are still stamped by the client)",
+    )
+
+
 def _add_file_arg(p: argparse.ArgumentParser) -> None:
     """The optional FILE argument ('-' or absent: stdin)."""
     p.add_argument(
@@ -243,6 +261,7 @@ def _add_stream_status_batch(sub: Any) -> None:
     """The `stream`, `status` and `batch` subcommands."""
     p = sub.add_parser("stream", help="stream readings over one bidi stream (StreamHeartRate)")
     _add_file_arg(p)
+    _retry_options(p)
     p.set_defaults(handler=cmd_stream)
     _global_options(p, suppress=True)
     p = sub.add_parser("status", help="alert state, thresholds, stats, recent readings")
@@ -257,6 +276,7 @@ def _add_stream_status_batch(sub: Any) -> None:
     _global_options(p, suppress=True)
     p = sub.add_parser("batch", help="submit readings as one columnar batch")
     _add_file_arg(p)
+    _retry_options(p)
     p.set_defaults(handler=cmd_batch)
     _global_options(p, suppress=True)
 
@@ -345,6 +365,7 @@ def _add_simulate(sub: Any) -> None:
     p.add_argument("--duration", type=positive_float, required=True, metavar="S", help="seconds")
     p.add_argument("--user-prefix", default="sim-", help="user ids are PREFIX1..PREFIXN")
     p.add_argument("--seed", type=int, default=0, help="user i uses workout seed SEED+i")
+    _retry_options(p)
     p.set_defaults(async_handler=run_simulate)
     _global_options(p, suppress=True)
 

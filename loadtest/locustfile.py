@@ -15,6 +15,12 @@ Users (weights: how locust shares -u between them):
   StatusReader     GetHeartRateStatus of the readings it submitted
   ZoneAnalyst      CalculateExerciseZones over an hour of columnar readings (3 600)
 Request type "grpc" entries are named after the RPC; every user has its own user_id.
+
+UnarySubmitter and StreamingDevice behave like real clients (cli/resending.py): through transient
+failures (UNAVAILABLE, overload shed, timeouts) they retry for up to RETRY_FOR_S seconds with
+backoff, resending their stamped readings; every failed attempt and every broken stream is still
+recorded as a "grpc" failure, and a "stream-ack" times a reading from its first send to its final
+answer (resends included).
 """
 
 # ruff: noqa: E402 - grpc must be gevent-patched before anything else uses it
@@ -27,7 +33,7 @@ grpc_gevent.init_gevent()
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -38,12 +44,16 @@ from locust import User, between, constant_pacing, events, task
 from locust.env import Environment
 from locust.exception import LocustError
 
+from heartrate_serve.cli.resending import ResendingStream, RetryPolicy, call_with_retry
 from heartrate_serve.cli.workouts import workout_bpm
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 
 STREAM_ACK = "stream-ack"
 ZONE_READINGS = 3_600
+# Shorter than a real client's minute: a load test should report an outage, not sit through it.
+RETRY_FOR_S = 10.0
+RETRY = RetryPolicy(max_seconds=RETRY_FOR_S, sleep=gevent.sleep)
 _user_numbers = itertools.count()
 _run = f"{os.getpid()}-{int(time.time())}"
 
@@ -167,8 +177,8 @@ class UnarySubmitter(GrpcUser):
 
     @task
     def submit(self) -> None:
-        """One SubmitHeartRate."""
-        self.stub.SubmitHeartRate(self.next_reading())
+        """One SubmitHeartRate, made again after transient failures (the reading is stamped)."""
+        call_with_retry(self.stub.SubmitHeartRate, self.next_reading(), retry=RETRY)
 
 
 class StreamingDevice(GrpcUser):
@@ -178,25 +188,27 @@ class StreamingDevice(GrpcUser):
     wait_time = constant_pacing(1.0)
 
     def on_start(self) -> None:
-        """Opens the stream."""
+        """Opens the stream (a resending one: reopened, unanswered readings resent)."""
         self._outbox: gevent.queue.Queue[pb.HeartRateRequest | None] = gevent.queue.Queue()
-        self._answers: Iterator[pb.HeartRateResponse] = self.stub.StreamHeartRate(
-            iter(self._outbox.get, None)
+        self._answers = ResendingStream(
+            self.stub.StreamHeartRate, iter(self._outbox.get, None), retry=RETRY, window=1
         )
 
     @task
     def send_reading(self) -> None:
-        """Sends one reading and waits for its ack."""
+        """Sends one reading and waits for its final answer."""
         start = time.perf_counter()
         exc: Exception | None = None
+        failed = False
         length = 0
         try:
             self._outbox.put(self.next_reading())
-            resp = next(self._answers)
+            _, resp = next(self._answers)
             length = resp.ByteSize()
             if not resp.success:
                 exc = RuntimeError(f"rejected: {resp.error}")
         except (grpc.RpcError, StopIteration) as e:
+            failed = True
             exc = e if isinstance(e, grpc.RpcError) else RuntimeError("stream ended")
         self.environment.events.request.fire(
             request_type=STREAM_ACK,
@@ -207,8 +219,9 @@ class StreamingDevice(GrpcUser):
             context=None,
             exception=exc,
         )
-        if exc is not None:  # end this stream; the next reading opens a new one
+        if failed:  # the stream gave up; the next reading opens a new one
             self._outbox.put(None)
+            self._answers.close()
             self.on_start()
 
     def on_stop(self) -> None:
@@ -217,6 +230,7 @@ class StreamingDevice(GrpcUser):
         with gevent.Timeout(5, False):
             for _ in self._answers:
                 pass
+        self._answers.close()
         super().on_stop()
 
 
