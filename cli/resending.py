@@ -7,7 +7,8 @@ The rules (README, "Clients that resend"):
 * Stamp every reading before its first send (`Stamper`). A reading sent without a timestamp is
   stamped by the server on arrival, so each resent copy would be stored as a new reading.
 * A call that fails UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED (overload shed; not a
-  message over the size limit, which never fits) is transient: wait (`Backoff`) and send it
+  message over the size limit, which never fits), or CANCELLED without this client cancelling
+  it (the proxy reset it because the replica died), is transient: wait (`Backoff`) and send it
   again. Every other status code is final (`is_transient`).
 * In a stream, an answer with success=false and reject_reason STORE_UNAVAILABLE,
   SERVICE_UNAVAILABLE or OVERLOADED means "not stored, may be resent": resend it after a wait.
@@ -78,6 +79,9 @@ MESSAGE_SIZE_MARKERS = ("larger than max", "message size", "too large")
 # grpc.aio reports a stream whose server ended it while the client was still writing as INTERNAL
 # with this text, losing the server's status (grpc/grpc#36066): the stream broke, say why unknown.
 AIO_LOST_STATUS = "Internal error from Core"
+# grpc's details when this client cancelled a call itself; any other CANCELLED came from the other
+# side: HAProxy resets a call (RST_STREAM CANCEL, "Stream removed") whose replica was killed.
+LOCAL_CANCEL = "locally cancelled"
 # Readings a stream takes from its source before their answers are handed out.
 DEFAULT_WINDOW = 1024
 
@@ -170,9 +174,12 @@ def describe(error: BaseException) -> str:
 
 
 def is_transient(error: BaseException) -> bool:
-    """True when the same call may succeed later: UNAVAILABLE, DEADLINE_EXCEEDED, or
-    RESOURCE_EXHAUSTED other than a message over the size limit."""
+    """True when the same call may succeed later: UNAVAILABLE, DEADLINE_EXCEEDED,
+    RESOURCE_EXHAUSTED other than a message over the size limit, and CANCELLED that this client
+    did not cause (a proxy reset the call: RST_STREAM when the replica serving it died)."""
     code, details = _status(error)
+    if code == grpc.StatusCode.CANCELLED:
+        return LOCAL_CANCEL not in details.lower()
     if code not in TRANSIENT_CODES:
         return False
     lowered = details.lower()

@@ -368,3 +368,61 @@ async def test_zone_calculator_replica_killed_under_load(service: Any) -> None:
         f"zone calculator kills: recovered after {[round(r, 1) for r in recoveries]} s; "
         f"ok={calls.ok} failed={len(calls.failures)} {_summary(calls)}"
     )
+
+
+@pytest.mark.timeout(300)
+async def test_ingress_replica_killed_mid_stream_resending_client_stores_each_reading_once(
+    service: Any,
+) -> None:
+    """The ingress replica SIGKILLed while a device streams through the project's resending
+    client (cli/resending.py): the stream breaks, the client reconnects with backoff and resends
+    what was not acknowledged; every reading gets one final answer, all acknowledged, and the
+    store holds each exactly once. Health is SERVING again afterwards."""
+    from heartrate_serve.cli.resending import AsyncResendingStream, RetryPolicy
+
+    instance = instance_dir(service)
+    user = new_user("ingress-kill")
+    n, t0 = 1500, now_ms() - 3_600_000
+    killed_after = 300
+    answered = asyncio.Event()
+
+    async def readings() -> AsyncIterator[pb.HeartRateRequest]:
+        for i in range(n):
+            yield pb.HeartRateRequest(user_id=user, bpm=60 + i % 60, timestamp_ms=t0 + i * 1000)
+            await asyncio.sleep(0.004)
+
+    async with grpc.aio.insecure_channel(service.address) as channel:
+        stub = pb_grpc.HeartRateMonitorStub(channel)
+        stream = AsyncResendingStream(
+            lambda requests: stub.StreamHeartRate(requests),
+            readings(),
+            retry=RetryPolicy(max_seconds=RECOVERY_TIMEOUT_S),
+        )
+        pairs: list[tuple[pb.HeartRateRequest, pb.HeartRateResponse]] = []
+        killed: list[int] = []
+
+        async def consume() -> None:
+            async for pair in stream:
+                pairs.append(pair)
+                if len(pairs) == killed_after:
+                    answered.set()
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.wait_for(answered.wait(), CALL_TIMEOUT_S)
+        killed = await _kill_replicas(instance, "HeartRateIngress")
+        killed_at = time.monotonic()
+        await asyncio.wait_for(consumer, RECOVERY_TIMEOUT_S + CALL_TIMEOUT_S)
+        took = time.monotonic() - killed_at
+        assert [p[0].timestamp_ms for p in pairs] == [t0 + i * 1000 for i in range(n)]
+        assert all(answer.success for _, answer in pairs), [
+            (a.reject_reason, a.error) for _, a in pairs if not a.success
+        ][:5]
+        stats = stream.stats
+        assert stats.reconnects >= 1 and stats.acknowledged == n, stats
+        assert await _stored(stub, user, t0, t0 + n * 1000) == n
+
+        async def probe() -> None:
+            await stub.GetHeartRateStatus(pb.StatusRequest(user_id=user), timeout=10)
+
+        await _recovered(channel, instance, "HeartRateIngress", killed, killed_at, probe)
+    print(f"ingress kill mid-stream: stream done {took:.1f} s after the kill; {stats}")

@@ -485,6 +485,13 @@ class _Error(grpc.RpcError):  # type: ignore[misc]
         (Code.PERMISSION_DENIED, "not yours", False),
         (Code.NOT_FOUND, "no profile", False),
         (Code.INTERNAL, "bug", False),
+        # HAProxy resets a call whose ingress replica was killed (seen in tests/e2e).
+        (
+            Code.CANCELLED,
+            "Stream removed (RST_STREAM (Received RST_STREAM with error code 8))",
+            True,
+        ),
+        (Code.CANCELLED, "Locally cancelled by application!", False),
     ],
 )
 def test_is_transient(code: grpc.StatusCode, details: str, transient: bool) -> None:
