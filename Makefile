@@ -8,7 +8,7 @@ PROTO_SRC := proto/heartrate_service.proto
 NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: install proto proto-check run test test-unit test-integration test-e2e lint format bench bench-core loadtest clean
+.PHONY: install proto proto-check run test test-unit test-integration test-e2e lint format bench bench-core loadtest soak flood clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,15 @@ bench: $(STAMP)
 
 loadtest: $(STAMP)
 	$(PY) -m heartrate_serve.loadtest.run_locust
+
+# Streaming load with faults on a schedule (replica kills, a Redis crash): loadtest/soak.py.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) -m heartrate_serve.loadtest.soak --minutes $(SOAK_MINUTES)
+
+# A flood beyond capacity (what is shed, peak RSS, recovery): loadtest/flood.py.
+flood: $(STAMP)
+	$(PY) -m heartrate_serve.loadtest.flood
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
