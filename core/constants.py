@@ -118,9 +118,10 @@ DEFAULT_RETENTION_DAYS = 30
 
 # Overload bounds per ingress replica (defaults of its user_config, service/tunables.py); beyond
 # them work is shed with RESOURCE_EXHAUSTED instead of queued. Readings waiting for a group-commit
-# round: five full 200 000-reading rounds (service/pipeline.py) behind the two open ones; tens of
-# MB of numpy arrays. The flood in loadtest/flood.py measures what the bounds hold the RSS to.
-MAX_QUEUED_READINGS = 1_000_000
+# round: 4 000 000 lets 32 concurrent 100 000-reading batches (3.2 M, the heavy ingest the
+# transport tests send) through; 1 000 000 shed them. The flood in loadtest/flood.py measured the
+# whole service at 2.0-2.1 GiB peak RSS with this bound (loadtest/RESULTS.md).
+MAX_QUEUED_READINGS = 4_000_000
 # Open StreamHeartRate calls per ingress replica: below its max_ongoing_requests (5000 in
 # serve_config.yaml), so unary calls keep slots when all stream slots are taken.
 MAX_OPEN_STREAMS = 4000
