@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heartrate_serve.runtime.haproxy_mode import haproxy_env, kill_orphan_haproxy
 from heartrate_serve.runtime.serve_config import load_config, servicer_functions
+from heartrate_serve.runtime.worker_setup import HOOK_ENV_VAR, LOCAL_HOOK
 from heartrate_serve.settings import Settings
 
 log = logging.getLogger("heartrate_serve.ray_runtime")
@@ -104,9 +105,7 @@ class RayRuntime:
                     "enable_worker_prestart": False,
                     "prestart_worker_first_driver": False,
                 },
-                runtime_env={
-                    "worker_process_setup_hook": "heartrate_serve.runtime.worker_setup.setup"
-                },
+                runtime_env={"worker_process_setup_hook": LOCAL_HOOK},
             )
         self._started = True
         node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
@@ -237,6 +236,14 @@ def deploy_config(path: Path, settings: Settings) -> None:
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
+    config = local_config(path, settings)
+    client = serve_start()
+    client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
+
+
+def local_config(path: Path, settings: Settings) -> dict[str, Any]:
+    """serve_config.yaml as `make run` deploys it: this run's gRPC port, log level and settings
+    (environment of the replicas), and the local worker hook (loopback and tuning)."""
     config = load_config(path)
     config["grpc_options"]["port"] = settings.grpc_port
     config.pop("http_options", None)
@@ -244,6 +251,6 @@ def deploy_config(path: Path, settings: Settings) -> None:
     for app in config["applications"]:
         env = app.setdefault("runtime_env", {}).setdefault("env_vars", {}) or {}
         env.update(settings.as_env())
+        env[HOOK_ENV_VAR] = LOCAL_HOOK  # not serve_config.yaml's tune only: loopback as well
         app["runtime_env"]["env_vars"] = env
-    client = serve_start()
-    client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=True)
+    return config

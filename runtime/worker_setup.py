@@ -1,4 +1,6 @@
-"""A Ray worker_process_setup_hook for the processes of a local run (`make run`).
+"""Ray worker setup hooks: `tune` for the replicas wherever the application runs (serve_config.yaml
+names it, so `serve deploy` and KubeRay get it too), `setup` (= loopback + tune) for every worker
+of a local run (`make run`).
 
 - Loopback: Serve binds the Python gRPC proxy, the direct-ingress replica servers and the
   replicas' inter-deployment gRPC servers to "[::]:port", with no option to choose the host; every
@@ -68,8 +70,22 @@ def _gc_thresholds() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def setup() -> None:
-    """Runs in every Ray worker of the instance before any actor starts."""
-    _loopback()
+# The environment variable through which Ray runs a setup hook in a worker process. An
+# application's runtime_env cannot name a hook with `worker_process_setup_hook` (Ray honours that
+# field only in a job's runtime_env, at ray.init); what ray.init turns it into, this variable in
+# the worker's environment, works in an application's env_vars as well.
+HOOK_ENV_VAR = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+TUNE_HOOK = "heartrate_serve.runtime.worker_setup.tune"
+LOCAL_HOOK = "heartrate_serve.runtime.worker_setup.setup"
+
+
+def tune() -> None:
+    """The replicas' tuning, wherever they run: room for connection bursts, fewer GC pauses."""
     _grpc_server_limits()
     _gc_thresholds()
+
+
+def setup() -> None:
+    """Runs in every Ray worker of a `make run` instance before any actor starts."""
+    _loopback()
+    tune()
