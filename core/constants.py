@@ -127,4 +127,6 @@ MAX_QUEUED_READINGS = 4_000_000
 MAX_OPEN_STREAMS = 4000
 # Unary calls end DEADLINE_EXCEEDED after this long (a client's own shorter deadline wins).
 # Streams are never cut by it: devices keep one open for hours.
-REQUEST_TIMEOUT_S = 30.0
+# 120, not 30: with max_queued_readings waiting, a 100 000-reading batch waited over 30 s on 2 busy
+# cores (clean-clone CI, tests/e2e/test_transport_limits.py, and the flood's 27-37 s drain).
+REQUEST_TIMEOUT_S = 120.0
