@@ -19,19 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
 
-from heartrate_serve.loadtest.service import ServiceProcess, sample_tree
+from heartrate_serve.loadtest.service import own_service, sample_tree
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 from heartrate_serve.service.convert import BATCH_MAX_READINGS
@@ -267,16 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.address:
         result = asyncio.run(flood(args.address, pid=args.pid, **kwargs))
     else:
-        with tempfile.TemporaryDirectory(prefix="flood-") as work:
-            svc = ServiceProcess(Path(work), new_session=True)
-            svc.start()
-            try:
-                svc.wait_serving(180)
-                assert svc.process is not None
-                print(f"service SERVING after {svc.start_to_serving_s:.1f} s", flush=True)
-                result = asyncio.run(flood(svc.address, pid=svc.process.pid, **kwargs))
-            finally:
-                svc.stop()
+        with own_service("flood-") as svc:
+            assert svc.process is not None
+            result = asyncio.run(flood(svc.address, pid=svc.process.pid, **kwargs))
     print(json.dumps(result.summary(), indent=None if args.json else 2))
 
 

@@ -12,8 +12,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,3 +217,18 @@ def sample_tree(root_pids: list[int], *, pss: bool = False) -> TreeSample:
 def cpu_used(before: TreeSample, after: TreeSample) -> float:
     """CPU seconds the tree used between two samples (new processes count from zero)."""
     return sum(t - before.cpu_s.get(pid, 0.0) for pid, t in after.cpu_s.items())
+
+
+@contextlib.contextmanager
+def own_service(prefix: str, timeout_s: float = 180.0) -> Iterator[ServiceProcess]:
+    """A service of its own, started as `make run` does in a temporary folder, once SERVING
+    (announced on stdout); stopped on the way out. For the command-line load tools."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        svc = ServiceProcess(Path(work), new_session=True)
+        svc.start()
+        try:
+            svc.wait_serving(timeout_s)
+            print(f"service SERVING after {svc.start_to_serving_s:.1f} s", flush=True)
+            yield svc
+        finally:
+            svc.stop()

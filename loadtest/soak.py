@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import re
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -39,7 +38,7 @@ from heartrate_serve.cli.resending import (
     RetryPolicy,
     StreamStats,
 )
-from heartrate_serve.loadtest.service import ServiceProcess, sample_tree, tree
+from heartrate_serve.loadtest.service import own_service, sample_tree, tree
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 
@@ -251,26 +250,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zones-every", type=float, default=2.0, help="seconds between zones")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="soak-") as work:
-        svc = ServiceProcess(Path(work), new_session=True)
-        svc.start()
-        try:
-            svc.wait_serving(180)
-            assert svc.process is not None
-            print(f"service SERVING after {svc.start_to_serving_s:.1f} s", flush=True)
-            report = asyncio.run(
-                soak(
-                    svc.address,
-                    svc.process.pid,
-                    minutes=args.minutes,
-                    devices=args.devices,
-                    rate=args.rate,
-                    fault_every_s=args.fault_every,
-                    zones_every_s=args.zones_every,
-                )
+    with own_service("soak-") as svc:
+        assert svc.process is not None
+        report = asyncio.run(
+            soak(
+                svc.address,
+                svc.process.pid,
+                minutes=args.minutes,
+                devices=args.devices,
+                rate=args.rate,
+                fault_every_s=args.fault_every,
+                zones_every_s=args.zones_every,
             )
-        finally:
-            svc.stop()
+        )
     text = json.dumps(asdict(report))
     if args.json:
         args.json.write_text(text)
