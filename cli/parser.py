@@ -36,6 +36,7 @@ from heartrate_serve.cli.tokens import (
     user_arg,
     users_arg,
 )
+from heartrate_serve.cli.watch import cmd_watch
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -384,7 +385,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_health(sub)
     _add_token(sub)
+    _add_watch(sub)
     return parser
+
+
+def _add_watch(sub: Any) -> None:
+    """The `watch` subcommand."""
+    p = sub.add_parser("watch", help="print alert events of users as they arrive (WatchAlerts)")
+    p.add_argument(
+        "--users",
+        type=users_arg,
+        required=True,
+        metavar="A,B,..",
+        help="user_ids to watch, comma-separated (1 to 1000)",
+    )
+    p.add_argument(
+        "--after",
+        default="",
+        metavar="EVENT_ID",
+        help="first replay the events after this event_id (as printed), then go on live",
+    )
+    p.add_argument(
+        "--count",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="stop after N events (default: run until interrupted)",
+    )
+    _retry_options(p)
+    p.set_defaults(handler=cmd_watch)
+    _global_options(p, suppress=True)
 
 
 def _checked(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

@@ -130,3 +130,9 @@ MAX_OPEN_STREAMS = 4000
 # 120, not 30: with max_queued_readings waiting, a 100 000-reading batch waited over 30 s on 2 busy
 # cores (clean-clone CI, tests/e2e/test_transport_limits.py, and the flood's 27-37 s drain).
 REQUEST_TIMEOUT_S = 120.0
+
+# WatchAlerts (issue 14): one watch names 1..MAX_WATCHED_USERS users (the issue's bound). A watch
+# counts as an open stream towards max_open_streams. A watcher that falls this many events behind
+# is not cut off: its queue is dropped and it re-reads what it missed from Redis.
+MAX_WATCHED_USERS = 1000
+WATCH_QUEUE_EVENTS = 10_000

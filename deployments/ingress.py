@@ -126,6 +126,23 @@ class HeartRateIngress:
             grpc_context.set_details(str(error))
             raise
 
+    async def WatchAlerts(
+        self, request: pb.WatchAlertsRequest, grpc_context: Ctx
+    ) -> AsyncIterator[pb.AlertEvent]:
+        """The listed users' alert events, replayed after after_event_id, then live."""
+        watch = self.service.WatchAlerts(request, _authorization(grpc_context))
+        try:
+            async for event in watch:
+                yield event
+        except Exception as error:  # a domain error ends the call with its status (see above)
+            code = status_for(error)
+            if code is None:
+                log.exception("bug: unexpected error in WatchAlerts")
+                code = grpc.StatusCode.INTERNAL
+            grpc_context.set_code(code)
+            grpc_context.set_details(str(error))
+            raise
+
     async def GetHeartRateStatus(self, request: pb.StatusRequest, grpc_context: Ctx) -> Any:
         """The user's newest readings, their statistics and the sustained alert state."""
         return await _answer(

@@ -92,6 +92,18 @@ class BaselineServicer(pb_grpc.HeartRateMonitorServicer):
         except Unauthenticated as error:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
 
+    async def WatchAlerts(self, request: Any, context: Any) -> AsyncIterator[pb.AlertEvent]:
+        """Alert events, replayed after after_event_id, then live."""
+        watch = self.service.WatchAlerts(request, _authorization(context))
+        try:
+            async for event in watch:
+                yield event
+        except Exception as error:
+            code = status_for(error)
+            if code is None:
+                raise
+            await context.abort(code, str(error))
+
     async def GetHeartRateStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Newest readings, their statistics and the alert state."""
         return await _answer(

@@ -358,3 +358,27 @@ class GetUserProfileResponse(_message.Message):
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     profile: UserProfile
     def __init__(self, profile: _Optional[_Union[UserProfile, _Mapping]] = ...) -> None: ...
+
+class WatchAlertsRequest(_message.Message):
+    __slots__ = ("user_ids", "after_event_id")
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    after_event_id: str
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., after_event_id: _Optional[str] = ...) -> None: ...
+
+class AlertEvent(_message.Message):
+    __slots__ = ("event_id", "user_id", "alert_type", "active", "at_ms", "bpm")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ALERT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    BPM_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    alert_type: AlertType
+    active: bool
+    at_ms: int
+    bpm: int
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., alert_type: _Optional[_Union[AlertType, str]] = ..., active: _Optional[bool] = ..., at_ms: _Optional[int] = ..., bpm: _Optional[int] = ...) -> None: ...

@@ -69,6 +69,11 @@ class HeartRateMonitorStub:
                 request_serializer=heartrate__service__pb2.GetUserProfileRequest.SerializeToString,
                 response_deserializer=heartrate__service__pb2.GetUserProfileResponse.FromString,
                 _registered_method=True)
+        self.WatchAlerts = channel.unary_stream(
+                '/heartrate.HeartRateMonitor/WatchAlerts',
+                request_serializer=heartrate__service__pb2.WatchAlertsRequest.SerializeToString,
+                response_deserializer=heartrate__service__pb2.AlertEvent.FromString,
+                _registered_method=True)
 
 
 class HeartRateMonitorServicer:
@@ -121,6 +126,15 @@ class HeartRateMonitorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchAlerts(self, request, context):
+        """Alert events of the listed users as they happen: one when a sustained alert is raised
+        (active = true) and one when it clears (active = false). after_event_id replays the events
+        after it (kept 48 h) and then goes on live; empty: live only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HeartRateMonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +172,11 @@ def add_HeartRateMonitorServicer_to_server(servicer, server):
                     servicer.GetUserProfile,
                     request_deserializer=heartrate__service__pb2.GetUserProfileRequest.FromString,
                     response_serializer=heartrate__service__pb2.GetUserProfileResponse.SerializeToString,
+            ),
+            'WatchAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAlerts,
+                    request_deserializer=heartrate__service__pb2.WatchAlertsRequest.FromString,
+                    response_serializer=heartrate__service__pb2.AlertEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +368,33 @@ class HeartRateMonitor:
             '/heartrate.HeartRateMonitor/GetUserProfile',
             heartrate__service__pb2.GetUserProfileRequest.SerializeToString,
             heartrate__service__pb2.GetUserProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/heartrate.HeartRateMonitor/WatchAlerts',
+            heartrate__service__pb2.WatchAlertsRequest.SerializeToString,
+            heartrate__service__pb2.AlertEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,12 +7,13 @@ ports (service/local_ports.py) and the same store or a fake.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from heartrate_serve.core.alert_feed import AlertRecord, Cursor
 from heartrate_serve.core.alerts import AlertRules, AlertState
 from heartrate_serve.core.batches import ValidationOutput, ZoneJob
 from heartrate_serve.core.errors import InvalidRequest
@@ -104,6 +105,13 @@ class StorePort(Protocol):
 
     async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Profiles of several users (missing users absent)."""
+        ...
+
+    def watch_alerts(
+        self, users: Sequence[str], after: Cursor | None
+    ) -> AsyncIterator[AlertRecord]:
+        """The users' alert events after `after` (none: live only), then live, per user in
+        order; raises StoreUnavailable when it cannot start."""
         ...
 
     async def ping(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
+from heartrate_serve.core.alert_feed import AlertRecord, parse_cursor, watched_users
 from heartrate_serve.core.batches import ZoneJob
 from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.core.errors import (
@@ -175,12 +176,7 @@ class HeartRateService:
             async def one(request: pb.HeartRateRequest) -> pb.HeartRateResponse:
                 return await self._stream_one_checked(caller, request)
 
-        if self._open_streams >= self._tun.max_open_streams:
-            raise Overloaded(
-                f"the service is at capacity: {self._open_streams} streams are open on this "
-                f"replica (max_open_streams {self._tun.max_open_streams}); retry later"
-            )
-        self._open_streams += 1
+        self._claim_stream()
         counts = {"sent": 0, "rejected": 0}
         log.info("stream opened")
         current().stream(True)
@@ -288,6 +284,46 @@ class HeartRateService:
         assert ts is not None and bpm is not None  # zone_query gives readings or a range
         return zone_response(await self._zone_commit.submit(ZoneJob(ts, bpm, query.params)))
 
+    # --- alert events -----------------------------------------------------------------------
+
+    async def WatchAlerts(
+        self, request: pb.WatchAlertsRequest, authorization: str | None = None
+    ) -> AsyncIterator[pb.AlertEvent]:
+        """The listed users' alert events: replayed after after_event_id, then live.
+
+        Raises (before the first event): InvalidRequest (user_ids, after_event_id),
+        Unauthenticated, PermissionDenied (a user the token may not read), Overloaded (as many
+        streams and watches open on this replica as max_open_streams), StoreUnavailable."""
+        caller = self._caller(authorization)
+        request = decoded(request)
+        users = watched_users(list(request.user_ids))
+        cursor = parse_cursor(request.after_event_id)
+        if caller is not None:
+            assert self._auth is not None
+            for user in users:
+                self._auth.require(caller, Right.READ, user)
+        self._claim_stream()
+        log.info("watch opened: %d users", len(users))
+        try:
+            async for record in self._store.watch_alerts(users, cursor):
+                if caller is not None:
+                    assert self._auth is not None
+                    self._auth.still_valid(caller)
+                yield _alert_event(record)
+        finally:
+            self._open_streams -= 1
+            log.info("watch closed")
+
+    def _claim_stream(self) -> None:
+        """Counts one more open stream or watch; Overloaded beyond max_open_streams."""
+        if self._open_streams >= self._tun.max_open_streams:
+            raise Overloaded(
+                f"the service is at capacity: {self._open_streams} streams and watches are "
+                f"open on this replica (max_open_streams {self._tun.max_open_streams}); retry "
+                "later"
+            )
+        self._open_streams += 1
+
     # --- profiles ---------------------------------------------------------------------------
 
     async def SetUserProfile(
@@ -327,6 +363,18 @@ class HeartRateService:
     async def aclose(self) -> None:
         """Closes the store's connections."""
         await self._store.aclose()
+
+
+def _alert_event(record: AlertRecord) -> pb.AlertEvent:
+    """An AlertRecord as the wire's AlertEvent."""
+    return pb.AlertEvent(
+        event_id=record.event_id,
+        user_id=record.user_id,
+        alert_type=record.alert_type,  # type: ignore[arg-type]
+        active=record.active,
+        at_ms=record.at_ms,
+        bpm=record.bpm,
+    )
 
 
 def _rejected(reason: RejectReason, error: str) -> pb.HeartRateResponse:

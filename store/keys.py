@@ -8,6 +8,8 @@ Cluster slot and every Lua call touches one slot:
                            user's readings with start <= ts_ms < start + CHUNK_MS
   hr:{<user_id>}:alert     hash; the AlertState fields (active, since_ms, pending, ...)
   hr:{<user_id>}:profile   string; the user's profile as JSON
+  hr:{<user_id>}:events    alert events: stream, one entry per raise/clear (store.lua, XADD)
+  hr:{<user_id>}:hooks     hash; webhook target -> id of the last event it acknowledged
   hr:{<user_id>}:pin       string, expires in PIN_MS; compaction pauses for the user while it exists
 A reading is in the hot part or in its chunk, never both (the compaction script moves it in one
 atomic step). Late readings into an already compacted period wait in the hot part and are merged
@@ -20,6 +22,15 @@ READINGS_KEY = "hr:{{{user}}}:readings"
 CHUNKS_KEY = "hr:{{{user}}}:chunks"
 ALERT_KEY = "hr:{{{user}}}:alert"
 PROFILE_KEY = "hr:{{{user}}}:profile"
+EVENTS_KEY = "hr:{{{user}}}:events"
+EVENTS_PATTERN = "hr:{*}:events"
+HOOKS_KEY = "hr:{{{user}}}:hooks"
+# Every alert event is also published here by store.lua ("<id> <user> <type> <active> <at> <bpm>");
+# on Redis Cluster a PUBLISH reaches the subscribers of every node.
+ALERTS_CHANNEL = "hr:alerts"
+# Alert events are kept this long (issue 14: replay "kept at least 24 h"; twice that here so a
+# watcher or webhook that was away for a day still finds what it missed, with margin).
+EVENTS_KEEP_MS = 48 * 3600 * 1000
 # Set (with a short expiry) by a write whose duplicate search lost a race with compaction twice:
 # while it exists compact.lua leaves the user's chunks alone, so the write's next try succeeds.
 PIN_KEY = "hr:{{{user}}}:pin"

@@ -4,10 +4,11 @@
 -- The caller sorts the readings by (user, ts_ms); the whole script runs as one Redis command.
 -- On Redis Cluster every call holds users of one hash slot only (the caller groups by slot).
 --
--- KEYS, for user u = 1..U (three keys per user, all hash-tagged {<user_id>}, see store/keys.py):
---   KEYS[3u-2]  hr:{<user_id>}:readings  hot part: sorted set, score ts_ms, member "%013d:%d:%d"
---   KEYS[3u-1]  hr:{<user_id>}:alert     hash with the AlertState fields
---   KEYS[3u]    hr:{<user_id>}:chunks    compacted chunks: score chunk start, member blob
+-- KEYS, for user u = 1..U (four keys per user, all hash-tagged {<user_id>}, see store/keys.py):
+--   KEYS[4u-3]  hr:{<user_id>}:readings  hot part: sorted set, score ts_ms, member "%013d:%d:%d"
+--   KEYS[4u-2]  hr:{<user_id>}:alert     hash with the AlertState fields
+--   KEYS[4u-1]  hr:{<user_id>}:chunks    compacted chunks: score chunk start, member blob
+--   KEYS[4u]    hr:{<user_id>}:events    alert events: a Redis stream, one entry per raise/clear
 -- ARGV:
 --   ARGV[1]        now_ms          server clock, Unix ms (retention cut-off is now - retention)
 --   ARGV[2]        retention_ms    readings with ts < now_ms - retention_ms are removed
@@ -15,11 +16,13 @@
 --   ARGV[4]        clear_readings  consecutive NORMAL readings that clear an active alert
 --   ARGV[5]        U               number of users in this call
 --   ARGV[6]        chunk_ms        span of a compacted chunk (store/keys.py CHUNK_MS)
---   ARGV[6+u]      n_u             number of readings of user u (u = 1..U)
---   ARGV[6+U+u]    checked_u       compacted chunks of user u the caller has already searched for
+--   ARGV[7]        events_keep_ms  alert events older than this are trimmed (XADD MINID)
+--   ARGV[8]        channel         every alert event is also PUBLISHed here (store/alert_events.py)
+--   ARGV[8+u]      n_u             number of readings of user u (u = 1..U)
+--   ARGV[8+U+u]    checked_u       compacted chunks of user u the caller has already searched for
 --                                  these readings: "start=sha1,start=sha1" (sha1 of the blob it
 --                                  read), or "" (none)
---   ARGV[7+2U]     all readings in one string, members joined by ',': user 1's first, each
+--   ARGV[9+2U]     all readings in one string, members joined by ',': user 1's first, each
 --                  user's ascending by ts_ms. A member is ts_ms as exactly 13 digits, ':',
 --                  bpm, ':', classification (one digit: 0 NORMAL, 1 LOW, 2 HIGH), e.g.
 --                  "1700000000000:72:0"; it is stored as-is, so a reading keeps its class.
@@ -48,6 +51,13 @@
 -- the oldest and newest compacted chunk (compact.lua sets them), so that a user's write costs no
 -- extra command for its chunks unless it reaches back into them or to the cut-off.
 --
+-- Alert events: every raise and clear is appended to the user's events stream (XADD, id from the
+-- server clock, trimmed to events_keep_ms) with fields t (alert type), a (1 raised, 0 cleared),
+-- at (the reading's ts_ms) and bpm, and PUBLISHed on the channel as
+-- "<stream id> <user_id> <type> <active> <at_ms> <bpm>" in the same atomic step, so watchers on
+-- any replica see a user's events in order (store/alert_hub.py). Raising LOW over an active HIGH
+-- (or the reverse) gives two events: the clear of the old type, then the raise.
+--
 -- Alert machine: mirrors core/alerts.py step by step; tests/integration/test_store.py checks
 -- that the two agree. Readings with ts_ms <= last_ts_ms are late: stored, no state change.
 
@@ -57,6 +67,9 @@ local sustain_ms = tonumber(ARGV[3])
 local clear_readings = tonumber(ARGV[4])
 local n_users = tonumber(ARGV[5])
 local chunk_ms = tonumber(ARGV[6])
+local events_keep_ms = tonumber(ARGV[7])
+local channel = ARGV[8]
+local ARGV_HEAD = 8
 
 local FIELDS = { 'active', 'since_ms', 'pending', 'pending_since_ms', 'normal_count',
   'last_ts_ms' }
@@ -211,25 +224,36 @@ local function needs_search(ckey, members, checked, chunk_hi)
   return false
 end
 
+-- Appends one alert event to ekey and publishes it (see the header).
+local function emit(ekey, user, alert_type, active, ts, bpm)
+  local at = int_text(ts)
+  local id = redis.call('XADD', ekey, 'MINID', '~', int_text(now_ms - events_keep_ms), '*',
+    't', alert_type, 'a', active, 'at', at, 'bpm', bpm)
+  redis.call('PEXPIRE', ekey, math.max(retention_ms, events_keep_ms))
+  redis.call('PUBLISH', channel,
+    table.concat({ id, user, alert_type, active, at, bpm }, ' '))
+end
+
 local dup = {}
 local per_user = {}
-local next_member = string.gmatch(ARGV[7 + 2 * n_users], '[^,]+')
+local next_member = string.gmatch(ARGV[ARGV_HEAD + 1 + 2 * n_users], '[^,]+')
 -- '(' makes the bound exclusive: a reading exactly at the cut-off is kept.
 local cutoff = '(' .. int_text(now_ms - retention_ms)
 -- Chunks with start + chunk_ms <= now - retention hold only expired readings.
 local chunk_cutoff = int_text(now_ms - retention_ms - chunk_ms)
 
 for u = 1, n_users do
-  local zkey, akey, ckey = KEYS[3 * u - 2], KEYS[3 * u - 1], KEYS[3 * u]
+  local zkey, akey, ckey, ekey = KEYS[4 * u - 3], KEYS[4 * u - 2], KEYS[4 * u - 1], KEYS[4 * u]
+  local user = string.sub(ekey, 5, -9) -- 'hr:{' .. user .. '}:events'
   local s = load_state(akey)
   local raised, cleared, changed = 0, 0, false
   local members = {}
-  for i = 1, tonumber(ARGV[6 + u]) do
+  for i = 1, tonumber(ARGV[ARGV_HEAD + u]) do
     members[i] = next_member()
   end
   local has_chunks = s.chunk_hi ~= nil
   if has_chunks and #members > 0 and
-      needs_search(ckey, members, parse_checked(ARGV[6 + n_users + u]), s.chunk_hi) then
+      needs_search(ckey, members, parse_checked(ARGV[ARGV_HEAD + n_users + u]), s.chunk_hi) then
     for _ = 1, #members do
       dup[#dup + 1] = '2'
     end
@@ -251,8 +275,18 @@ for u = 1, n_users do
         end
         local ts = tonumber(ts_text)
         if ts > s.last_ts_ms then
+          local before = s.active
           local up, down = step(s, ts, tonumber(string.sub(member, -1)))
           raised, cleared, changed = raised + up, cleared + down, true
+          if up + down > 0 then
+            local bpm = string.match(member, ':(%d+):')
+            if down > 0 then
+              emit(ekey, user, before, 0, ts, bpm)
+            end
+            if up > 0 then
+              emit(ekey, user, s.active, 1, ts, bpm)
+            end
+          end
         end
       end
     end

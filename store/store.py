@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any, cast
@@ -22,11 +22,13 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from heartrate_serve.core.alert_feed import AlertRecord, Cursor
 from heartrate_serve.core.alerts import AlertRules, AlertState
 from heartrate_serve.core.errors import StoreUnavailable
 from heartrate_serve.service.metrics import redis_timed
 from heartrate_serve.settings import Settings
 from heartrate_serve.store import write_plan
+from heartrate_serve.store.alert_hub import AlertHub
 from heartrate_serve.store.compaction import Compactor
 from heartrate_serve.store.keys import (
     ALERT_KEY,
@@ -93,6 +95,7 @@ class ReadingStore:
         self._rules = alert_rules
         self._conn: RedisClient | None = None
         self._connecting = asyncio.Lock()
+        self.alerts = AlertHub(self.client)
 
     @classmethod
     def from_settings(cls, settings: Settings, alert_rules: AlertRules) -> ReadingStore:
@@ -233,6 +236,12 @@ class ReadingStore:
             raws = await conn.mget([PROFILE_KEY.format(user=u) for u in unique])
         return {u: dict(json.loads(r)) for u, r in zip(unique, raws, strict=True) if r is not None}
 
+    def watch_alerts(
+        self, users: Sequence[str], after: Cursor | None
+    ) -> AsyncIterator[AlertRecord]:
+        """The users' alert events (after `after`, then live): store/alert_hub.py."""
+        return self.alerts.watch(users, after)
+
     async def ping(self) -> bool:
         """True when Redis answers PING; False (never an exception) when it does not."""
         try:
@@ -243,6 +252,7 @@ class ReadingStore:
 
     async def aclose(self) -> None:
         """Closes the client and every pooled connection."""
+        await self.alerts.aclose()
         if self._compaction is not None:
             self._stop.set()
             self._compaction.cancel()

@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from heartrate_serve.store.keys import ALERT_KEY, CHUNK_MS, CHUNKS_KEY, READING_MEMBER, READINGS_KEY
+from heartrate_serve.store.keys import (
+    ALERT_KEY,
+    ALERTS_CHANNEL,
+    CHUNK_MS,
+    CHUNKS_KEY,
+    EVENTS_KEEP_MS,
+    EVENTS_KEY,
+    READING_MEMBER,
+    READINGS_KEY,
+)
 
 # Readings per EVALSHA: keeps Lua's argument tables and one script's run time small.
 CALL_READINGS = 5_000
@@ -73,12 +82,14 @@ def plan_calls(
             keys = [
                 k.format(user=users[c])
                 for c in firsts
-                for k in (READINGS_KEY, ALERT_KEY, CHUNKS_KEY)
+                for k in (READINGS_KEY, ALERT_KEY, CHUNKS_KEY, EVENTS_KEY)
             ]
             args: list[Any] = [
                 *params,
                 len(firsts),
                 CHUNK_MS,
+                EVENTS_KEEP_MS,
+                ALERTS_CHANNEL,
                 *counts,
                 *(checked.get(c, "") for c in firsts),
             ]

@@ -358,6 +358,7 @@ async def test_keys_are_hash_tagged_per_user(store: ReadingStore, raw_redis: Raw
     await store.set_profile("alice@x.org", {"age": 1})
     assert await all_keys(raw_redis) == [
         "hr:{alice@x.org}:alert",
+        "hr:{alice@x.org}:events",
         "hr:{alice@x.org}:profile",
         "hr:{alice@x.org}:readings",
     ]

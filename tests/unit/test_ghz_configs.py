@@ -13,6 +13,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
+from heartrate_serve.core.alert_feed import watched_users
 from heartrate_serve.core.validation import canonical_user_id
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service import convert
@@ -129,6 +130,8 @@ def test_rendered_requests_pass_service_checks(path: Path) -> None:
             convert.profile_from_proto(msg.profile)
         elif name == "CalculateExerciseZones":
             assert convert.zone_query(msg, None, 30).bpm is not None
+        elif name == "WatchAlerts":
+            assert watched_users(list(msg.user_ids)) == list(msg.user_ids)
         else:
             canonical_user_id(msg.user_id)
 
