@@ -34,6 +34,10 @@ ENV_NAMES = {
     "grpc_host": "GRPC_HOST",
     "metrics_port": "METRICS_PORT",
     "metrics_host": "METRICS_HOST",
+    "http_port": "HTTP_PORT",
+    "http_host": "HTTP_HOST",
+    "webhook_url": "WEBHOOK_URL",
+    "webhook_secret_file": "WEBHOOK_SECRET_FILE",
     "tls_cert_file": "TLS_CERT_FILE",
     "tls_key_file": "TLS_KEY_FILE",
     "tls_client_ca_file": "TLS_CLIENT_CA_FILE",
@@ -93,6 +97,14 @@ class Settings(BaseModel):
     metrics_port: Port = 8080
     # Where the Prometheus metrics endpoint listens.
     metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    # The live dashboard (HTTP, from the same Serve application): loopback unless asked.
+    http_port: Port = 8000
+    http_host: str = Field(default="127.0.0.1", min_length=1)
+    # Alert webhooks: every raised/cleared event of every user is POSTed here as JSON (besides
+    # the URL in a user's profile), signed with HMAC-SHA256 of the body under the secret in
+    # WEBHOOK_SECRET_FILE (header X-Heartrate-Signature: sha256=<hex>). None: no global webhook.
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    webhook_secret_file: Path | None = None
     # PEM certificate chain and key: the gRPC port then speaks TLS only (HTTP/2 over ALPN h2).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -155,6 +167,7 @@ class Settings(BaseModel):
         "tls_client_ca_file",
         "auth_jwt_public_key_file",
         "auth_jwt_secret_file",
+        "webhook_secret_file",
     )
     @classmethod
     def _absolute_file(cls, value: Path | None) -> Path | None:

@@ -209,6 +209,7 @@ def test_as_env_leaves_out_unset_values() -> None:
     unset = {"REDIS_URL", "INSTANCE_DIR", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"}
     unset |= {"AUTH_MODE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_JWT_SECRET_FILE"}
     unset |= {"AUTH_JWT_ISSUER", "AUTH_JWT_AUDIENCE", "HEARTRATE_TOKEN"}
+    unset |= {"WEBHOOK_URL", "WEBHOOK_SECRET_FILE"}
     assert set(out) == set(ENV_NAMES.values()) - unset
     assert all(isinstance(v, str) for v in out.values())
 
