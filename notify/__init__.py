@@ -1,0 +1,1 @@
+"""Alert notifications that leave the service: webhooks (notify/webhooks.py)."""
