@@ -343,6 +343,11 @@ def _add_profile(sub: Any) -> None:
     put.add_argument("--normal-low", type=_int_at_least(0), metavar="BPM", help="alert below")
     put.add_argument("--normal-high", type=_int_at_least(0), metavar="BPM", help="alert above")
     put.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="POST this user's alert events here (http:// or https://; '' removes it)",
+    )
+    put.add_argument(
         "--replace",
         action="store_true",
         help="replace the whole profile instead of updating the stored one",

@@ -208,6 +208,7 @@ def profile_dict(p: pb.UserProfile) -> Json:
         "normal_low_bpm": p.normal_low_bpm,
         "normal_high_bpm": p.normal_high_bpm,
         "custom_zone_lower_bpm": list(p.custom_zone_lower_bpm),
+        "webhook_url": p.webhook_url or None,
     }
 
 

@@ -100,4 +100,6 @@ def profile_from_args(args: argparse.Namespace, base: pb.UserProfile | None) -> 
     if args.lows is not None:
         del profile.custom_zone_lower_bpm[:]
         profile.custom_zone_lower_bpm.extend(args.lows)
+    if getattr(args, "webhook_url", None) is not None:
+        profile.webhook_url = args.webhook_url
     return profile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -23,6 +24,8 @@ RESTING_RANGE = (25, 120)
 MAX_HR_RANGE = (100, 250)
 CUSTOM_ZONE_COUNT = (2, 10)
 CUSTOM_ZONE_BPM = (30, 250)
+WEBHOOK_URL_MAX_LEN = 2048
+_WEBHOOK_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class UserProfile:
     normal_low_bpm: int = 0
     normal_high_bpm: int = 0
     custom_zone_lower_bpm: tuple[int, ...] = ()
+    # Alert webhook of this user (raised/cleared events are POSTed here); "" none.
+    webhook_url: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as a JSON-friendly dict (custom zones as a list)."""
@@ -51,10 +56,11 @@ class UserProfile:
         """The profile from to_dict's output; missing keys are unset, unknown keys ignored."""
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
-        for key in known - {"user_id", "custom_zone_lower_bpm"}:
+        for key in known - {"user_id", "custom_zone_lower_bpm", "webhook_url"}:
             if key in values:
                 values[key] = int(values[key])
         values["user_id"] = str(values.get("user_id", ""))
+        values["webhook_url"] = str(values.get("webhook_url", ""))
         values["custom_zone_lower_bpm"] = tuple(
             int(v) for v in values.get("custom_zone_lower_bpm", ())
         )
@@ -108,13 +114,24 @@ def _check_custom_zones(p: UserProfile) -> None:
         raise InvalidRequest(field, f"{field} must be strictly ascending")
 
 
+def _check_webhook(url: str) -> None:
+    """ "" or an absolute http(s) URL of at most WEBHOOK_URL_MAX_LEN characters."""
+    if url and (len(url) > WEBHOOK_URL_MAX_LEN or _WEBHOOK_URL.fullmatch(url) is None):
+        raise InvalidRequest(
+            "webhook_url",
+            f"webhook_url {url[:100]!r} must be empty or an http:// or https:// URL with a host "
+            f"(at most {WEBHOOK_URL_MAX_LEN} characters, no spaces)",
+        )
+
+
 def validate_profile(p: UserProfile) -> UserProfile:
     """Checks a profile and returns it with its user_id canonical.
 
     Bounds (0 always means unset): age 1-120 years; resting_bpm 25-120; max_hr_bpm 100-250 and
     above resting_bpm; sex, zone_model, hr_max_formula members of their enums; normal band both
     unset or VALID_MIN_BPM <= low < high <= VALID_MAX_BPM (40-180); custom_zone_lower_bpm empty or
-    2-10 strictly ascending values of 30-250 bpm, and required when zone_model is CUSTOM.
+    2-10 strictly ascending values of 30-250 bpm, and required when zone_model is CUSTOM;
+    webhook_url empty or an http(s) URL.
 
     Args:
         p: The profile as sent.
@@ -136,4 +153,5 @@ def validate_profile(p: UserProfile) -> UserProfile:
     _check_enum("hr_max_formula", p.hr_max_formula, HrMaxFormula)
     _check_band(p)
     _check_custom_zones(p)
+    _check_webhook(p.webhook_url)
     return replace(p, user_id=user_id)

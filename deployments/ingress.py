@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from heartrate_serve.core.errors import DeadlineExceeded, Overloaded, Unauthenticated
 from heartrate_serve.deployments.observability import observe_replica
 from heartrate_serve.deployments.remote_ports import RemoteValidator, RemoteZones
+from heartrate_serve.notify.webhooks import start_dispatcher
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.service.service import HeartRateService
@@ -94,6 +95,10 @@ class HeartRateIngress:
         store = ReadingStore.from_settings(settings, tunables.alert_rules())
         self.service = HeartRateService(
             store, RemoteValidator(validator), RemoteZones(zones), tunables, auth=auth
+        )
+        # Alert webhooks (one replica delivers at a time: a Redis lease).
+        self._webhooks = start_dispatcher(
+            store, settings.webhook_url, settings.webhook_secret_file, settings.data_dir.absolute()
         )
 
     def reconfigure(self, config: dict[str, Any]) -> None:

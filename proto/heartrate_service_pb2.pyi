@@ -312,7 +312,7 @@ class HeartRateBatchResponse(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., duplicate: _Optional[int] = ..., results: _Optional[_Iterable[_Union[BatchReadingResult, _Mapping]]] = ..., alert_active: _Optional[bool] = ..., alert_type: _Optional[_Union[AlertType, str]] = ...) -> None: ...
 
 class UserProfile(_message.Message):
-    __slots__ = ("user_id", "age", "sex", "resting_bpm", "max_hr_bpm", "zone_model", "hr_max_formula", "normal_low_bpm", "normal_high_bpm", "custom_zone_lower_bpm")
+    __slots__ = ("user_id", "age", "sex", "resting_bpm", "max_hr_bpm", "zone_model", "hr_max_formula", "normal_low_bpm", "normal_high_bpm", "custom_zone_lower_bpm", "webhook_url")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AGE_FIELD_NUMBER: _ClassVar[int]
     SEX_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,7 @@ class UserProfile(_message.Message):
     NORMAL_LOW_BPM_FIELD_NUMBER: _ClassVar[int]
     NORMAL_HIGH_BPM_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_ZONE_LOWER_BPM_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     age: int
     sex: Sex
@@ -333,7 +334,8 @@ class UserProfile(_message.Message):
     normal_low_bpm: int
     normal_high_bpm: int
     custom_zone_lower_bpm: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, user_id: _Optional[str] = ..., age: _Optional[int] = ..., sex: _Optional[_Union[Sex, str]] = ..., resting_bpm: _Optional[int] = ..., max_hr_bpm: _Optional[int] = ..., zone_model: _Optional[_Union[ZoneModel, str]] = ..., hr_max_formula: _Optional[_Union[HrMaxFormula, str]] = ..., normal_low_bpm: _Optional[int] = ..., normal_high_bpm: _Optional[int] = ..., custom_zone_lower_bpm: _Optional[_Iterable[int]] = ...) -> None: ...
+    webhook_url: str
+    def __init__(self, user_id: _Optional[str] = ..., age: _Optional[int] = ..., sex: _Optional[_Union[Sex, str]] = ..., resting_bpm: _Optional[int] = ..., max_hr_bpm: _Optional[int] = ..., zone_model: _Optional[_Union[ZoneModel, str]] = ..., hr_max_formula: _Optional[_Union[HrMaxFormula, str]] = ..., normal_low_bpm: _Optional[int] = ..., normal_high_bpm: _Optional[int] = ..., custom_zone_lower_bpm: _Optional[_Iterable[int]] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class SetUserProfileRequest(_message.Message):
     __slots__ = ("profile",)

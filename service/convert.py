@@ -194,6 +194,7 @@ def profile_from_proto(p: pb.UserProfile) -> UserProfile:
             normal_low_bpm=p.normal_low_bpm,
             normal_high_bpm=p.normal_high_bpm,
             custom_zone_lower_bpm=tuple(p.custom_zone_lower_bpm),
+            webhook_url=p.webhook_url,
         )
     )
 
@@ -211,6 +212,7 @@ def profile_to_proto(p: UserProfile) -> pb.UserProfile:
         normal_low_bpm=p.normal_low_bpm,
         normal_high_bpm=p.normal_high_bpm,
         custom_zone_lower_bpm=list(p.custom_zone_lower_bpm),
+        webhook_url=p.webhook_url,
     )
 
 

@@ -103,6 +103,10 @@ class StorePort(Protocol):
         """Stores the user's profile."""
         ...
 
+    async def start_user_webhook(self, user_id: str) -> None:
+        """The user's (new) profile webhook gets the user's alert events from now on."""
+        ...
+
     async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Profiles of several users (missing users absent)."""
         ...

@@ -334,7 +334,10 @@ class HeartRateService:
         request = decoded(request)
         request.profile.user_id = self._for_user(caller, request.profile.user_id, Right.WRITE)
         profile = convert.profile_from_proto(request.profile)
+        before = await self._store.get_profile(profile.user_id)
         await self._store.set_profile(profile.user_id, profile.to_dict())
+        if profile.webhook_url and profile.webhook_url != (before or {}).get("webhook_url"):
+            await self._store.start_user_webhook(profile.user_id)  # events from now on
         self._bands.forget(profile.user_id)
         return pb.SetUserProfileResponse(profile=convert.profile_to_proto(profile))
 

@@ -40,6 +40,7 @@ from heartrate_serve.store.keys import (
 )
 from heartrate_serve.store.readings import Readings, merge_read
 from heartrate_serve.store.redis_client import RedisClient, connect, store_errors
+from heartrate_serve.store.webhook_state import USER_TARGET, WebhookState
 from heartrate_serve.store.writes import write_sorted
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,10 @@ class ReadingStore:
         with _guard("set_profile"):
             conn = await self.client()
             await conn.call("SET", PROFILE_KEY.format(user=user_id), data)
+
+    async def start_user_webhook(self, user_id: str) -> None:
+        """The user's (new) profile webhook gets the user's alert events from now on."""
+        await WebhookState(await self.client()).start_from_newest(user_id, USER_TARGET)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Stored profiles of the given users (users without one are absent); MGET per slot."""

@@ -28,6 +28,7 @@ class FakeStore:
         self.writes: list[list[str]] = []  # users of each write_batch call
         self.events: list[AlertRecord] = []  # alert events, stream ids 1001-0, 1002-0, ...
         self._seq = 0
+        self.webhook_starts: list[str] = []  # users whose profile webhook (re)started
         self._watchers: list[asyncio.Queue[AlertRecord]] = []
 
     def set_alert_rules(self, rules: AlertRules) -> None:
@@ -93,6 +94,9 @@ class FakeStore:
 
     async def set_profile(self, user_id: str, profile: Mapping[str, Any]) -> None:
         self.profiles[user_id] = dict(profile)
+
+    async def start_user_webhook(self, user_id: str) -> None:
+        self.webhook_starts.append(user_id)
 
     async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if self.reads_down:
