@@ -146,12 +146,21 @@ class Scenario:
         warmup: float,
         prefix: str,
         security: Security | None = None,
+        run_id: str | None = None,
+        alert_every: int = 0,
     ) -> None:
+        """run_id: fixed user ids (`<run_id>-u<i>`, for a watcher that knows them in advance);
+        alert_every > 0 (streams1hz): readings at 70 bpm with one at 175 every alert_every
+        readings (an alert raised, and cleared 3 readings later), and each reading's
+        acknowledgement time kept (self.acks)."""
         self.spec = spec
         self.target = target
         self.duration = duration
         self.warmup = warmup
-        self.run_id = f"{prefix}-{spec.kind}{spec.concurrency}-{secrets.token_hex(3)}"
+        self.run_id = run_id or f"{prefix}-{spec.kind}{spec.concurrency}-{secrets.token_hex(3)}"
+        self.alert_every = alert_every
+        # user -> (ts_ms, acknowledged at (Unix ms), bpm) of each acknowledged reading
+        self.acks: dict[str, list[tuple[int, int, int]]] = {}
         sec = security or Security()
         self.channels = [sec.channel(target) for _ in range(channels_for(spec.concurrency))]
         self.stubs = [pb_grpc.HeartRateMonitorStub(c) for c in self.channels]
@@ -335,9 +344,10 @@ class Scenario:
                 if due >= stop_at:
                     break
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                req = pb.HeartRateRequest(
-                    bpm=int(bpm[n % len(bpm)]), user_id=user, timestamp_ms=base + n * 1000
-                )
+                value = int(bpm[n % len(bpm)])
+                if self.alert_every:
+                    value = 175 if n % self.alert_every == self.alert_every - 1 else 70
+                req = pb.HeartRateRequest(bpm=value, user_id=user, timestamp_ms=base + n * 1000)
                 n += 1
                 start = time.perf_counter()
                 if start >= rec.window_start:
@@ -351,6 +361,9 @@ class Scenario:
                 if resp.success and not resp.duplicate:
                     self.extra["_acked"] = self.extra.get("_acked", 0) + 1
                     rec.ok(start, time.perf_counter())
+                    if self.alert_every:
+                        ack = (req.timestamp_ms, now_ms(), req.bpm)
+                        self.acks.setdefault(user, []).append(ack)
                 else:
                     rec.error(resp.error or "duplicate")
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
@@ -457,13 +470,20 @@ async def run_scenario(
     warmup: float,
     prefix: str,
     security: Security | None = None,
+    run_id: str | None = None,
+    alert_every: int = 0,
+    acks_out: str | None = None,
 ) -> dict[str, Any]:
-    """Runs one scenario and returns its result dict."""
-    scenario = Scenario(spec, target, duration, warmup, prefix, security)
+    """Runs one scenario and returns its result dict (acks_out: the acknowledgement times of
+    an alert_every run, as JSON {user: [[ts_ms, acked_ms], ...]})."""
+    scenario = Scenario(spec, target, duration, warmup, prefix, security, run_id, alert_every)
     try:
-        return await scenario.run()
+        result = await scenario.run()
     finally:
         await scenario.close()
+    if acks_out:
+        Path(acks_out).write_text(json.dumps(scenario.acks))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--prefix", default=f"lg{os.getpid()}", help="user id prefix")
     parser.add_argument("--json-out", help="write the result here")
+    parser.add_argument("--run-id", help="fixed user id prefix: users are <run-id>-u<i>")
+    parser.add_argument("--alert-every", type=int, default=0, help="streams1hz: alert pattern")
+    parser.add_argument("--acks-out", help="streams1hz with --alert-every: ack times (JSON)")
     parser.add_argument("--tls-ca", type=Path, help="connect over TLS, trusting this PEM CA")
     parser.add_argument("--token-file", type=Path, help="send this bearer token (needs --tls-ca)")
     args = parser.parse_args(argv)
@@ -483,7 +506,17 @@ def main(argv: list[str] | None = None) -> int:
         args.token_file.read_text().strip() if args.token_file else None,
     )
     result = asyncio.run(
-        run_scenario(args.scenario, args.target, args.duration, args.warmup, args.prefix, security)
+        run_scenario(
+            args.scenario,
+            args.target,
+            args.duration,
+            args.warmup,
+            args.prefix,
+            security,
+            args.run_id,
+            args.alert_every,
+            args.acks_out,
+        )
     )
     text = json.dumps(result, indent=2)
     if args.json_out:

@@ -12,8 +12,8 @@ import pytest
 
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
-from tests.integration.test_webhooks import receiver
 from tests.support.service import Service
+from tests.support.webhook_receiver import receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 Stub = pb_grpc.HeartRateMonitorStub

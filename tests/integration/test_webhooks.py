@@ -8,72 +8,23 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from aiohttp import web
 
 from heartrate_serve.notify import webhooks
 from heartrate_serve.notify.webhooks import WebhookDispatcher
-from heartrate_serve.runtime.embedded_redis import free_port
 from heartrate_serve.store.store import ReadingStore
 from heartrate_serve.store.webhook_state import WebhookState
+from tests.support.webhook_receiver import receiver
 
 NOW_MS = 1_700_000_000_000
 T0 = NOW_MS - 3_600_000
 N, LOW, HIGH = 0, 1, 2
 SECRET = b"a-webhook-secret-for-tests"
 GUARD_S = 15.0
-
-
-@dataclass
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 that records POSTs; `status` is what it answers, `delay_s`
-    how long it waits first."""
-
-    url: str = ""
-    status: int = 200
-    delay_s: float = 0.0
-    got: list[tuple[dict[str, object], dict[str, str], bytes]] = field(default_factory=list)
-    tries: int = 0
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.tries += 1
-        body = await request.read()
-        await asyncio.sleep(self.delay_s)
-        if self.status == 200:
-            self.got.append((json.loads(body), dict(request.headers), body))
-            self.arrived.set()
-        return web.Response(status=self.status)
-
-    async def wait_for(self, n: int) -> list[dict[str, object]]:
-        async with asyncio.timeout(GUARD_S):
-            while len(self.got) < n:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return [g[0] for g in self.got]
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield rec
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -160,3 +160,15 @@ def test_parse_serve_latencies() -> None:
         ]
     )
     assert bench.parse_serve_latencies(text) == {"Validator": {"calls": 10.0, "mean_ms": 3.0}}
+
+
+def test_bench_alerts_expected_events_and_latencies() -> None:
+    """The alerts bench's join: events the acknowledged readings must cause (175 raises HIGH,
+    the third 70 after it clears), and arrival minus acknowledgement per received event."""
+    from heartrate_serve.loadtest.bench_alerts import expected_events, latencies_ms
+
+    acks = {"u": [[1000, 5000, 70], [2000, 6000, 175], [3000, 7000, 70], [4000, 8000, 70],
+                  [5000, 9000, 70], [6000, 10000, 70]]}  # fmt: skip
+    assert expected_events(acks) == {("u", 2000, True), ("u", 5000, False)}
+    events = [["u", 2000, True, 6040.0], ["u", 5000, False, 9100.0], ["v", 1, True, 1.0]]
+    assert latencies_ms(events, acks) == [40.0, 100.0]
