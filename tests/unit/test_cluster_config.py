@@ -310,6 +310,18 @@ def test_haproxy_is_sized_for_long_lived_streams(env: dict[str, str]) -> None:
     assert hard_stop >= MIN_HARD_STOP_AFTER_S > SERVE_DEFAULT_HARD_STOP_AFTER_S
 
 
+def test_documented_open_files_limit_fits_maxconn(env: dict[str, str]) -> None:
+    """HAProxy refuses to start below 2.5 x maxconn + 40 open files (measured: two descriptors
+    per connection and a pipe per four, Serve's config splices); the limit ray-node.env tells
+    operators to set (ulimit -n, LimitNOFILE=) leaves room for that."""
+    text = NODE_ENV.read_text()
+    limits = [int(n) for n in re.findall(r"(?:ulimit -n |LimitNOFILE=)(\d+)", text)]
+    assert limits, "ray-node.env must say which open-files limit to set"
+    needed = 2.5 * int(env["RAY_SERVE_HAPROXY_MAXCONN"]) + 40
+    for limit in limits:
+        assert limit >= needed, f"open-files limit {limit} < {needed:.0f} that maxconn needs"
+
+
 def test_ray_serve_flags_exist_in_this_ray(env: dict[str, str]) -> None:
     """Every RAY_SERVE_* variable is one Ray 2.60 reads (a misspelt flag is silently ignored);
     looked up in Serve's constants without importing Ray."""
