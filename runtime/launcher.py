@@ -110,6 +110,12 @@ def prepare_security(settings: Settings) -> Settings:
     return settings
 
 
+def _url_host(host: str) -> str:
+    """A host as it goes into a URL (IPv6 in brackets)."""
+    bare = host.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare
+
+
 def _redacted(url: str) -> str:
     """A Redis URL without its password, for logs."""
     if "@" not in url:
@@ -185,7 +191,8 @@ def serve_forever(settings: Settings) -> int:
             print(
                 f"heartrate-serve SERVING on {settings.grpc_host}:{settings.grpc_port} (gRPC"
                 f"{' over TLS' if settings.tls else ''}) after "
-                f"{time.monotonic() - started:.1f} s; metrics on :{settings.metrics_port}/metrics. "
+                f"{time.monotonic() - started:.1f} s; metrics on :{settings.metrics_port}/metrics; "
+                f"dashboard on http://{_url_host(settings.http_host)}:{settings.http_port}/. "
                 f"status: .venv/bin/heartrate-status {driver.instance_dir}; "
                 "Ctrl-C or SIGTERM stops it.",
                 flush=True,

@@ -3,7 +3,9 @@
 Loopback: every port Ray opens (GCS, raylet, object manager, workers, dashboard agent, runtime-env
 agent, metrics) is on 127.0.0.1, checked after start; Serve's own servers are moved there by
 worker_setup.py. The metrics endpoint listens on METRICS_HOST (through a relay in this process
-when that is not 127.0.0.1), the gRPC port on GRPC_HOST (HAProxy, haproxy_mode.py).
+when that is not 127.0.0.1), the gRPC port on GRPC_HOST (HAProxy, haproxy_mode.py), Serve's HTTP
+port (the dashboard) on HTTP_HOST:HTTP_PORT (HAProxy's HTTP frontend; with INGRESS_MODE=proxy
+Serve's Python proxy, through a relay when HTTP_HOST is not 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def use_loopback_ray() -> None:
 
 
 class RayRuntime:
-    """A local Ray cluster with Serve's gRPC ingress on settings.grpc_port."""
+    """A local Ray cluster with Serve's gRPC ingress on settings.grpc_port and its HTTP ingress
+    (the dashboard) on settings.http_port."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -69,7 +72,8 @@ class RayRuntime:
         haproxy = settings.ingress_mode == "haproxy"
         self._env = haproxy_env(settings, self.instance_dir / "h") if haproxy else {}
         self._started = False
-        self._metrics_relay: MetricsRelay | None = None
+        self._metrics_relay: Relay | None = None
+        self._http_relay: Relay | None = None
 
     def start(self) -> None:
         """Starts Ray (no dashboard) and Serve's controller and proxies."""
@@ -90,7 +94,7 @@ class RayRuntime:
         ray_metrics_port = s.metrics_port
         if s.metrics_host != LOOPBACK:
             ray_metrics_port = free_port()
-            self._metrics_relay = MetricsRelay(s.metrics_host, s.metrics_port, ray_metrics_port)
+            self._metrics_relay = Relay(s.metrics_host, s.metrics_port, ray_metrics_port)
         with _single_node_processes():
             ray.init(
                 address="local",
@@ -111,8 +115,14 @@ class RayRuntime:
         node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         if node_ip != LOOPBACK:  # e.g. ray imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
             raise RuntimeError(f"Ray's node address is {node_ip}, not {LOOPBACK}")
+        # Serve's HTTP host stays loopback: the replicas' own HTTP servers bind it too. HAProxy
+        # moves its HTTP frontend to HTTP_HOST (haproxy_mode.py); the Python proxy gets a relay.
+        http_port = s.http_port
+        if s.ingress_mode == "proxy" and s.http_host != LOOPBACK:
+            http_port = free_port()
+            self._http_relay = Relay(s.http_host, s.http_port, http_port, name="http-relay")
         serve.start(
-            http_options={"host": "127.0.0.1", "port": free_port()},
+            http_options={"host": LOOPBACK, "port": http_port},
             grpc_options={
                 "port": s.grpc_port,
                 "grpc_servicer_functions": servicer_functions(s.serve_config),
@@ -156,26 +166,28 @@ class RayRuntime:
                 ray.shutdown()
         if self._env:
             kill_orphan_haproxy(self._env)
-        if self._metrics_relay is not None:
-            self._metrics_relay.close()
+        for relay in (self._metrics_relay, self._http_relay):
+            if relay is not None:
+                relay.close()
 
 
-class MetricsRelay(socketserver.ThreadingTCPServer):
+class Relay(socketserver.ThreadingTCPServer):
     """host:port relayed byte for byte to 127.0.0.1:upstream (Ray's metrics exporter, which binds
-    to either loopback or every interface and nothing in between), served by a daemon thread."""
+    to either loopback or every interface and nothing in between; Serve's Python HTTP proxy, whose
+    host the replicas share), served by a daemon thread."""
 
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, host: str, port: int, upstream: int) -> None:
+    def __init__(self, host: str, port: int, upstream: int, name: str = "metrics-relay") -> None:
         family, _, _, _, address = socket.getaddrinfo(
             host.strip("[]"), port, type=socket.SOCK_STREAM
         )[0]
         self.address_family = family
         self.upstream = upstream
         super().__init__((str(address[0]), port), _RelayHandler)
-        threading.Thread(target=self.serve_forever, name="metrics-relay", daemon=True).start()
+        threading.Thread(target=self.serve_forever, name=name, daemon=True).start()
 
     def close(self) -> None:
         """Stops accepting and closes the listening socket."""
@@ -187,7 +199,7 @@ class _RelayHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         client: socket.socket = self.request
         server = self.server
-        assert isinstance(server, MetricsRelay)
+        assert isinstance(server, Relay)
         try:
             upstream = socket.create_connection((LOOPBACK, server.upstream), RELAY_IDLE_TIMEOUT_S)
         except OSError:
