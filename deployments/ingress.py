@@ -19,8 +19,11 @@ from ray import serve
 from ray.serve import Deployment
 from ray.serve.grpc_util import RayServegRPCContext, gRPCInputStream
 from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request
+from starlette.responses import Response
 
 from heartrate_serve.core.errors import DeadlineExceeded, Overloaded, Unauthenticated
+from heartrate_serve.dashboard.app import Dashboard
 from heartrate_serve.deployments.observability import observe_replica
 from heartrate_serve.deployments.remote_ports import RemoteValidator, RemoteZones
 from heartrate_serve.notify.webhooks import start_dispatcher
@@ -96,6 +99,7 @@ class HeartRateIngress:
         self.service = HeartRateService(
             store, RemoteValidator(validator), RemoteZones(zones), tunables, auth=auth
         )
+        self.dashboard = Dashboard.build(self.service, store, auth)  # HTTP: dashboard/
         # Alert webhooks (one replica delivers at a time: a Redis lease).
         self._webhooks = start_dispatcher(
             store, settings.webhook_url, settings.webhook_secret_file, settings.data_dir.absolute()
@@ -214,6 +218,12 @@ class HeartRateIngress:
         """Streams the serving status now and on every change."""
         async for status in self.service.health.watch(request.service):
             yield health_pb2.HealthCheckResponse(status=status)
+
+    # --- HTTP (Serve's HTTP port, HTTP_PORT) ------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response:
+        """The live dashboard: pages and JSON endpoints (dashboard/app.py)."""
+        return await self.dashboard.handle(request)
 
 
 IngressDeployment: Deployment = serve.deployment(name="HeartRateIngress")(HeartRateIngress)
