@@ -1,5 +1,6 @@
 """The cluster configuration on two Ray nodes of this machine: `ray start --head` and `ray start
---address` (each with its own temp dir and ports, both with deploy/cluster/ray-node.env), then
+--address` (JOIN_ON_LOOPBACK; each node with its own temp dir and ports, both with
+deploy/cluster/ray-node.env), then
 `serve deploy` of a copy of deploy/cluster/serve_config.cluster.yaml that pins the ingress and
 the Validator to the worker node (falling back to the head) and the ZoneCalculator to the head.
 
@@ -74,9 +75,8 @@ STATUS_MAX = 1000  # GetHeartRateStatus's recent_count limit
 # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (what keeps every Ray port of a node on loopback; any other
 # node address makes Ray bind its GCS and raylet on all interfaces) `ray start --address`
 # refuses to join, and with 1 it swaps the head's 127.0.0.1 for the LAN address. This lifts the
-# refusal in the `ray start` process alone and keeps its address lookups on loopback (as
-# Ray's own ray.cluster_utils.Cluster does by starting several nodes at 127.0.0.1); the node's
-# processes inherit the 0.
+# refusal in the `ray start` process alone and keeps its address lookups on loopback; the node's
+# processes inherit the 0 (the test checks its raylet listens on loopback only).
 JOIN_ON_LOOPBACK = """
 import sys
 import ray._private.ray_constants as ray_constants
