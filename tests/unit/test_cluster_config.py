@@ -343,3 +343,16 @@ def test_node_env_is_valid_settings(env: dict[str, str]) -> None:
     settings = Settings.from_env(env)
     assert settings.effective_auth_mode == "jwt"
     assert settings.grpc_host in ALL_INTERFACES
+
+
+def test_kuberay_pods_carry_the_node_env_s_haproxy_limits() -> None:
+    """The KubeRay head and worker containers set every RAY_SERVE_HAPROXY_* limit of
+    ray-node.env to the same value (Serve's HAProxy reads them from each node's environment)."""
+    from tests.unit.test_kuberay import groups, load_manifest, ray_container, resolved_env
+
+    limits = {k: v for k, v in node_env().items() if k.startswith("RAY_SERVE_HAPROXY_")}
+    assert {"RAY_SERVE_HAPROXY_MAXCONN", "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"} <= set(limits)
+    for name, group in groups(load_manifest()):
+        env = resolved_env(ray_container(group))
+        wrong = {k: env.get(k) for k, v in limits.items() if env.get(k) != v}
+        assert not wrong, f"{name}: {wrong} (ray-node.env: {limits})"
