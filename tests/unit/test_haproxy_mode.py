@@ -106,3 +106,10 @@ def test_grpc_frontend_moves_to_grpc_host_with_tls_and_mtls(tmp_path: Path) -> N
     assert again.read_text() == out
     assert out.count("tune.http.maxhdr 1024") == 1
     assert "if { req.hdrs,length gt 7168 }" in out
+
+
+def test_idle_streams_are_kept_a_day_not_serve_s_hour(tmp_path: Path) -> None:
+    """A device stream or a watch that is quiet for over an hour is not cut by HAProxy."""
+    env = haproxy_env(Settings(), tmp_path / "h")
+    assert env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] == "86400"
+    assert env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"] == "86400"
