@@ -55,6 +55,10 @@ class ServiceProcess:
         self.metrics_port = free_port()
         while self.metrics_port == self.grpc_port:
             self.metrics_port = free_port()
+        # The dashboard's port: free too (not 8000), unless env names one.
+        self.http_port = int((env or {}).get("HTTP_PORT") or 0) or free_port()
+        while self.http_port in (self.grpc_port, self.metrics_port):
+            self.http_port = free_port()
         self._echo = echo
         self._extra_env = env or {}
         self._new_session = new_session
@@ -93,6 +97,7 @@ class ServiceProcess:
             **os.environ,
             "GRPC_PORT": str(self.grpc_port),
             "METRICS_PORT": str(self.metrics_port),
+            "HTTP_PORT": str(self.http_port),
             "DATA_DIR": str(self.workdir / "data"),
             "LOG_DIR": str(self.workdir / "log"),
             "PYTHONUNBUFFERED": "1",
