@@ -1,6 +1,6 @@
 // A hand-written SVG line chart of heart rate over a time window: the normal band shaded, the
-// alert limits dashed, the line broken where readings are more than GAP_MS apart, readings out
-// of the band marked. No library, nothing fetched.
+// alert limits dashed, the line broken where readings are more than GAP_MS apart (a reading
+// alone between such gaps is a dot), readings out of the band marked. No library, nothing fetched.
 "use strict";
 
 const HRChart = (() => {
@@ -67,6 +67,8 @@ const HRChart = (() => {
     for (let i = 0; i < ts.length; i++) {
       const move = i === 0 || ts[i] - ts[i - 1] > GAP_MS;
       path += `${move ? "M" : "L"}${x(ts[i]).toFixed(1)},${y(bpm[i]).toFixed(1)}`;
+      const alone = move && (i === ts.length - 1 || ts[i + 1] - ts[i] > GAP_MS);
+      if (alone) svg.appendChild(node("circle", { class: "dot", cx: x(ts[i]), cy: y(bpm[i]), r: 2 }));
     }
     svg.appendChild(node("path", { class: "line", d: path }));
     let marks = 0;
