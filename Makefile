@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 PROTO_SRC := proto/heartrate_service.proto
 NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install proto proto-check run test test-unit test-integration test-e2e lint format bench bench-core loadtest soak flood clean
 
@@ -24,6 +26,13 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund
 	@touch $(NODE_STAMP)
 
+# Debian's chromium for the dashboard's browser test (tests/e2e/test_dashboard.py, Playwright pointed
+# at it; nothing downloads a browser). The binary is the stamp: installed with apt-get only when
+# missing (as root in CI, else through sudo).
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
 # Generated stubs are committed; tests/unit/test_proto_generated.py checks they match the .proto.
 proto: $(STAMP)
 	$(PY) -m heartrate_serve.proto.generate
@@ -32,7 +41,7 @@ run: $(STAMP)
 	$(VENV)/bin/heartrate-serve
 
 # The whole suite (unit, compat, integration on a real Redis, e2e on a real Serve), then lint.
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(PY) -m pytest tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -44,7 +53,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
-test-e2e: $(STAMP) $(NODE_STAMP)
+test-e2e: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(PY) -m pytest tests/e2e
 
 lint: $(STAMP)
