@@ -29,7 +29,6 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 from heartrate_serve.runtime.dev_keys import dev_key_paths, issue_token
-from heartrate_serve.runtime.ray_runtime import free_port
 from tests.support.service import Service, running_service
 
 pytestmark = [pytest.mark.e2e]
@@ -203,14 +202,13 @@ def test_with_auth_the_dashboard_takes_the_same_tokens(
     holds only the users a token may read; the page works with ?token= (then kept in the tab,
     not in the address)."""
     work = tmp_path_factory.mktemp("dashboard-jwt")
-    http_port = free_port()
-    with running_service(work, AUTH_MODE="jwt", HTTP_PORT=str(http_port)) as svc:
+    with running_service(work, AUTH_MODE="jwt") as svc:
         private, _ = dev_key_paths(work / "data")
         admin = issue_token(private, user="ops", scopes=["heartrate:admin"])
         bob, eve = user(), user()
         for u in (bob, eve):
             submit(svc.address, u, [170], token=admin)
-        base = f"http://127.0.0.1:{http_port}"
+        base = f"http://127.0.0.1:{svc.http_port}"
         wait_http(base)
         status, body, headers = get(f"{base}/api/users/{bob}")
         assert status == 401 and "authorization" in body["error"]

@@ -14,7 +14,6 @@ import pytest
 
 from heartrate_serve.loadtest.service import LOG_TAIL_CHARS, ServiceProcess
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
-from heartrate_serve.runtime.ray_runtime import free_port
 
 START_TIMEOUT_S = 180.0
 
@@ -31,7 +30,6 @@ def running_service(
     environment (embedded Redis unless REDIS_URL is given), waits for SERVING, and always stops
     it (SIGTERM) on the way out; a test may stop it earlier itself (ServiceProcess.stop). A
     launcher that exits or is not SERVING within timeout_s fails the test with its output."""
-    env.setdefault("HTTP_PORT", str(free_port()))  # the dashboard's: a free one, not 8000
     svc = ServiceProcess(workdir, env=env, grpc_port=grpc_port, new_session=True)
     svc.start()
     try:
@@ -54,7 +52,11 @@ class Service:
 
     launcher: ServiceProcess
     redis: EmbeddedRedis
-    http_port: int = 0  # HTTP_PORT: the dashboard
+
+    @property
+    def http_port(self) -> int:
+        """HTTP_PORT: the dashboard (a free one, chosen by ServiceProcess)."""
+        return self.launcher.http_port
 
     @property
     def http_url(self) -> str:
@@ -92,12 +94,11 @@ def service_with_external_redis(workdir: Path, **env: str) -> Iterator[Service]:
     """An embedded Redis started here (in workdir/redis) and the launcher using it through
     REDIS_URL, as running_service; both stopped on the way out."""
     redis = EmbeddedRedis(workdir / "redis")
-    env.setdefault("HTTP_PORT", str(free_port()))
     url = redis.start()
     try:
         with running_service(
             workdir, grpc_port=None, timeout_s=START_TIMEOUT_S, REDIS_URL=url, **env
         ) as launcher:
-            yield Service(launcher, redis, int(env["HTTP_PORT"]))
+            yield Service(launcher, redis)
     finally:
         redis.stop()
