@@ -10,7 +10,18 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOMS = ("core", "service", "store", "deployments", "runtime", "cli", "proto", "loadtest")
+ROOMS = (
+    "core",
+    "service",
+    "store",
+    "deployments",
+    "runtime",
+    "cli",
+    "proto",
+    "loadtest",
+    "notify",
+    "dashboard",
+)
 PROBE = """
 import json, heartrate_serve
 from heartrate_serve.settings import Settings
