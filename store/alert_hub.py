@@ -39,10 +39,15 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0
 CATCH_UP_MARGIN_MS = 1000
 
 
-def record_from_message(data: bytes | str) -> AlertRecord:
-    """A published event ("<id> <user> <type> <active> <at_ms> <bpm>") as an AlertRecord."""
+def records_from_message(data: bytes | str) -> list[AlertRecord]:
+    """A published message (one line per event, in order) as AlertRecords."""
     text = data.decode() if isinstance(data, bytes) else data
-    sid, user, alert_type, active, at_ms, bpm = text.split(" ")
+    return [record_from_line(line) for line in text.split("\n") if line]
+
+
+def record_from_line(line: str) -> AlertRecord:
+    """A published event ("<id> <user> <type> <active> <at_ms> <bpm>") as an AlertRecord."""
+    sid, user, alert_type, active, at_ms, bpm = line.split(" ")
     return AlertRecord(
         parse_stream_id(sid), user, int(alert_type), active == "1", int(at_ms), int(bpm)
     )
@@ -153,7 +158,8 @@ class AlertHub:
                     if msg is None:
                         continue
                     if msg.get("type") == "message":
-                        self._dispatch(record_from_message(msg["data"]))
+                        for record in records_from_message(msg["data"]):
+                            self._dispatch(record)
                     elif msg.get("type") == "subscribe":
                         # redis-py reconnects a dropped PubSub by itself and subscribes again:
                         # a second confirmation means events may have been missed meanwhile.

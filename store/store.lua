@@ -53,9 +53,11 @@
 --
 -- Alert events: every raise and clear is appended to the user's events stream (XADD, id from the
 -- server clock, trimmed to events_keep_ms) with fields t (alert type), a (1 raised, 0 cleared),
--- at (the reading's ts_ms) and bpm, and PUBLISHed on the channel as
--- "<stream id> <user_id> <type> <active> <at_ms> <bpm>" in the same atomic step, so watchers on
--- any replica see a user's events in order (store/alert_hub.py). Raising LOW over an active HIGH
+-- at (the reading's ts_ms) and bpm, and PUBLISHed on the channel as lines
+-- "<stream id> <user_id> <type> <active> <at_ms> <bpm>" (one message per user and call, lines
+-- joined by newlines) in the same atomic step, so watchers on any replica see a user's events in
+-- order (store/alert_hub.py). A reading older than events_keep_ms (against now_ms) advances the
+-- state but makes no event. Raising LOW over an active HIGH
 -- (or the reverse) gives two events: the clear of the old type, then the raise.
 --
 -- Alert machine: mirrors core/alerts.py step by step; tests/integration/test_store.py checks
@@ -224,14 +226,12 @@ local function needs_search(ckey, members, checked, chunk_hi)
   return false
 end
 
--- Appends one alert event to ekey and publishes it (see the header).
-local function emit(ekey, user, alert_type, active, ts, bpm)
+-- Appends one alert event to ekey; returns its line for the channel (see the header).
+local function append_event(ekey, user, alert_type, active, ts, bpm)
   local at = int_text(ts)
   local id = redis.call('XADD', ekey, 'MINID', '~', int_text(now_ms - events_keep_ms), '*',
     't', alert_type, 'a', active, 'at', at, 'bpm', bpm)
-  redis.call('PEXPIRE', ekey, math.max(retention_ms, events_keep_ms))
-  redis.call('PUBLISH', channel,
-    table.concat({ id, user, alert_type, active, at, bpm }, ' '))
+  return table.concat({ id, user, alert_type, active, at, bpm }, ' ')
 end
 
 local dup = {}
@@ -259,6 +259,7 @@ for u = 1, n_users do
     end
   elseif #members > 0 then
     local known = stored_between(zkey, members)
+    local lines = {} -- this user's alert events of this call, for the channel
     -- This call's new timestamps (not yet in the set while their ZADD is pending).
     local added, add = {}, {}
     for _, member in ipairs(members) do
@@ -278,13 +279,15 @@ for u = 1, n_users do
           local before = s.active
           local up, down = step(s, ts, tonumber(string.sub(member, -1)))
           raised, cleared, changed = raised + up, cleared + down, true
-          if up + down > 0 then
+          -- Readings older than the events' keep time change the state but make no event
+          -- (a device's old buffer is history, not news).
+          if up + down > 0 and ts >= now_ms - events_keep_ms then
             local bpm = string.match(member, ':(%d+):')
             if down > 0 then
-              emit(ekey, user, before, 0, ts, bpm)
+              lines[#lines + 1] = append_event(ekey, user, before, 0, ts, bpm)
             end
             if up > 0 then
-              emit(ekey, user, s.active, 1, ts, bpm)
+              lines[#lines + 1] = append_event(ekey, user, s.active, 1, ts, bpm)
             end
           end
         end
@@ -293,6 +296,10 @@ for u = 1, n_users do
     flush(zkey, add)
     if changed then
       save_state(akey, s)
+    end
+    if #lines > 0 then -- one expiry and one message per user and call
+      redis.call('PEXPIRE', ekey, math.max(retention_ms, events_keep_ms))
+      redis.call('PUBLISH', channel, table.concat(lines, '\n'))
     end
     redis.call('ZREMRANGEBYSCORE', zkey, '-inf', cutoff)
     -- A user who stops sending leaves nothing behind: every reading is past retention by then.

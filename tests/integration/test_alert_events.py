@@ -174,3 +174,19 @@ async def test_events_are_kept_in_a_trimmed_stream_that_expires(
     assert ttl_ms > 47 * 3600 * 1000  # max(retention, 48 h): retention here is 30 days
     entries = await raw_redis.xrange(key)
     assert entries[0][1] == {b"t": b"1", b"a": b"1", b"at": str(T0).encode(), b"bpm": b"45"}
+
+
+async def test_readings_older_than_the_events_keep_time_make_no_event(
+    store: ReadingStore, raw_redis: RawRedis
+) -> None:
+    """A device's old buffer moves the alert state but is not news: no stream entry, no message."""
+    old = NOW_MS - 3 * 86_400_000
+    await store.write_batch(
+        ["f"] * 2,
+        np.array([old, old + 1000], np.int64),
+        np.array([170, 171], np.int32),
+        np.array([HIGH, HIGH], np.uint8),
+        NOW_MS,
+    )
+    assert (await store.alert_state("f")).active == HIGH
+    assert await raw_redis.exists("hr:{f}:events") == 0
