@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import grpc
 import numpy as np
 
+from heartrate_serve.cli.resending import AIO_LOST_STATUS
 from heartrate_serve.loadtest.service import own_service, sample_tree
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
@@ -38,6 +39,10 @@ LOAD_CODES = {"OK", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED"}
 CALL_TIMEOUT_S = 60.0
 MAX_MESSAGE = 64 * 1024 * 1024
 RECOVERY_TIMEOUT_S = 120.0
+
+
+# What a call whose status grpc.aio lost counts as (see _Tally.failed): not a bad code.
+LOST_STATUS = "LOST_STATUS"
 
 
 @dataclass
@@ -62,7 +67,7 @@ class FloodResult:
             f"{rpc}/{code}": n
             for rpc, codes in self.calls.items()
             for code, n in codes.items()
-            if code not in LOAD_CODES
+            if code not in LOAD_CODES and code != LOST_STATUS
         }
 
     def summary(self) -> dict[str, object]:
@@ -80,6 +85,10 @@ class _Tally:
 
     def failed(self, rpc: str, error: grpc.aio.AioRpcError) -> None:
         name = error.code().name
+        if error.code() == grpc.StatusCode.INTERNAL and error.details() == AIO_LOST_STATUS:
+            # A stream the server ended (refused) while this client was still writing: grpc.aio
+            # loses the server's status (grpc/grpc#36066); not an answer of the service.
+            name = LOST_STATUS
         self.codes.setdefault(rpc, Counter())[name] += 1
         self.r.details.setdefault(f"{rpc}/{name}", (error.details() or "")[:200])
 

@@ -54,8 +54,8 @@
 -- Alert events: every raise and clear is appended to the user's events stream (XADD, id from the
 -- server clock, trimmed to events_keep_ms) with fields t (alert type), a (1 raised, 0 cleared),
 -- at (the reading's ts_ms) and bpm, and PUBLISHed on the channel as lines
--- "<stream id> <user_id> <type> <active> <at_ms> <bpm>" (one message per user and call, lines
--- joined by newlines) in the same atomic step, so watchers on any replica see a user's events in
+-- "<stream id> <user_id> <type> <active> <at_ms> <bpm>" (one message per call, lines joined by
+-- newlines, each user's in order) in the same atomic step, so watchers on any replica see a user's events in
 -- order (store/alert_hub.py). A reading older than events_keep_ms (against now_ms) advances the
 -- state but makes no event. Raising LOW over an active HIGH
 -- (or the reverse) gives two events: the clear of the old type, then the raise.
@@ -236,6 +236,7 @@ end
 
 local dup = {}
 local per_user = {}
+local published = {} -- every alert event of this call, in order, for one PUBLISH
 local next_member = string.gmatch(ARGV[ARGV_HEAD + 1 + 2 * n_users], '[^,]+')
 -- '(' makes the bound exclusive: a reading exactly at the cut-off is kept.
 local cutoff = '(' .. int_text(now_ms - retention_ms)
@@ -297,9 +298,11 @@ for u = 1, n_users do
     if changed then
       save_state(akey, s)
     end
-    if #lines > 0 then -- one expiry and one message per user and call
+    if #lines > 0 then -- one expiry per user and call, one message per call (below)
       redis.call('PEXPIRE', ekey, math.max(retention_ms, events_keep_ms))
-      redis.call('PUBLISH', channel, table.concat(lines, '\n'))
+      for _, line in ipairs(lines) do
+        published[#published + 1] = line
+      end
     end
     redis.call('ZREMRANGEBYSCORE', zkey, '-inf', cutoff)
     -- A user who stops sending leaves nothing behind: every reading is past retention by then.
@@ -324,6 +327,10 @@ for u = 1, n_users do
   per_user[#per_user + 1] = s.since_ms
   per_user[#per_user + 1] = raised
   per_user[#per_user + 1] = cleared
+end
+
+if #published > 0 then
+  redis.call('PUBLISH', channel, table.concat(published, '\n'))
 end
 
 return { table.concat(dup), per_user }

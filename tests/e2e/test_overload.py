@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from heartrate_serve.loadtest.flood import flood
+from heartrate_serve.loadtest.flood import LOST_STATUS, flood
 from heartrate_serve.loadtest.service import ServiceProcess
 from heartrate_serve.settings import packaged_serve_config
 from tests.support.service import running_service
@@ -64,10 +64,15 @@ def test_a_flood_is_shed_with_load_statuses_and_the_service_recovers(
         in result.details["SubmitHeartRateBatch/RESOURCE_EXHAUSTED"]
     )
     streams = result.calls["StreamHeartRate"]
-    assert streams == {"OK": MAX_OPEN_STREAMS, "RESOURCE_EXHAUSTED": 4}, streams
-    assert (
-        f"max_open_streams {MAX_OPEN_STREAMS}"
-        in result.details["StreamHeartRate/RESOURCE_EXHAUSTED"]
-    )
+    # The 4 beyond the cap are refused RESOURCE_EXHAUSTED; grpc.aio may lose that status when the
+    # refusal meets this client's next write (LOST_STATUS, grpc/grpc#36066): never another code.
+    refused = streams.get("RESOURCE_EXHAUSTED", 0) + streams.get(LOST_STATUS, 0)
+    assert streams.get("OK") == MAX_OPEN_STREAMS and refused == 4, streams
+    assert set(streams) <= {"OK", "RESOURCE_EXHAUSTED", LOST_STATUS}, streams
+    if streams.get("RESOURCE_EXHAUSTED"):
+        assert (
+            f"max_open_streams {MAX_OPEN_STREAMS}"
+            in result.details["StreamHeartRate/RESOURCE_EXHAUSTED"]
+        )
     assert result.calls["SubmitHeartRate"].get("OK", 0) > 0
     assert result.recovered_after_s is not None and result.recovered_after_s < 30, result
