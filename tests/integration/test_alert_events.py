@@ -190,3 +190,23 @@ async def test_readings_older_than_the_events_keep_time_make_no_event(
     )
     assert (await store.alert_state("f")).active == HIGH
     assert await raw_redis.exists("hr:{f}:events") == 0
+
+
+async def test_a_watcher_on_another_replica_gets_the_event(
+    store: ReadingStore, redis_url: str
+) -> None:
+    """Two stores on one Redis stand for two ingress replicas: the event of a write through one
+    reaches a watcher on the other (each holds its own subscription)."""
+    from heartrate_serve.core.alerts import AlertRules
+
+    other = ReadingStore(redis_url, retention_ms=30 * 86_400_000, alert_rules=AlertRules())
+    try:
+        watch = other.watch_alerts(["g"], None)
+        first = asyncio.ensure_future(anext(watch))
+        await asyncio.sleep(0.2)
+        await write(store, "g", [T0], [LOW])
+        got = await asyncio.wait_for(first, 5)
+        assert (got.user_id, got.alert_type, got.active) == ("g", LOW, True)
+        await watch.aclose()
+    finally:
+        await other.aclose()
