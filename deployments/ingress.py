@@ -101,9 +101,15 @@ class HeartRateIngress:
         )
         self.dashboard = Dashboard.build(self.service, store, auth)  # HTTP: dashboard/
         # Alert webhooks (one replica delivers at a time: a Redis lease).
-        self._webhooks = start_dispatcher(
-            store, settings.webhook_url, settings.webhook_secret_file, settings.data_dir.absolute()
-        )
+        try:
+            self._webhooks = start_dispatcher(
+                store,
+                settings.webhook_url,
+                settings.webhook_secret_file,
+                settings.data_dir.absolute(),
+            )
+        except (OSError, ValueError) as error:
+            raise RuntimeError(f"WEBHOOK_SECRET_FILE: {error}") from None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Applies user_config from serve_config.yaml at run time (unknown keys refused)."""

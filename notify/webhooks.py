@@ -272,15 +272,24 @@ class WebhookDispatcher:
 
 def start_dispatcher(
     store: ReadingStore, global_url: str | None, secret_file: Path | None, data_dir: Path
-) -> asyncio.Event:
-    """Starts a WebhookDispatcher on the store in the running loop; set the event to stop it."""
+) -> asyncio.Event | None:
+    """Starts a WebhookDispatcher on the store in the running loop; set the event to stop it.
+
+    A WEBHOOK_SECRET_FILE that cannot be read (or is too short) raises ValueError/OSError: a
+    configuration error. Without one, a DATA_DIR where the secret cannot be made (read-only)
+    only turns webhooks off in this replica, logged as an error; None then."""
 
     async def state() -> WebhookState:
         return WebhookState(await store.client())
 
-    dispatcher = WebhookDispatcher(
-        state, store.alerts, load_secret(secret_file, data_dir), global_url
-    )
+    try:
+        secret = load_secret(secret_file, data_dir)
+    except OSError as error:
+        if secret_file is not None:
+            raise
+        log.error("webhooks are off in this replica: no WEBHOOK_SECRET_FILE and %s", error)
+        return None
+    dispatcher = WebhookDispatcher(state, store.alerts, secret, global_url)
     stop = asyncio.Event()
     task = asyncio.get_running_loop().create_task(dispatcher.run(stop), name="webhooks")
     _RUNNING.add(task)

@@ -62,3 +62,16 @@ def test_webhook_url_refused(url: str) -> None:
 def test_profile_round_trip_keeps_the_url() -> None:
     p = UserProfile("u", age=30, webhook_url="http://h/x")
     assert UserProfile.from_dict(p.to_dict()) == p
+
+
+async def test_an_unwritable_data_dir_turns_webhooks_off_not_the_replica(tmp_path: Path) -> None:
+    from heartrate_serve.core.alerts import AlertRules
+    from heartrate_serve.notify.webhooks import start_dispatcher
+    from heartrate_serve.store.store import ReadingStore
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    store = ReadingStore("redis://127.0.0.1:1", retention_ms=1, alert_rules=AlertRules())
+    assert start_dispatcher(store, None, None, blocker / "data") is None
+    with pytest.raises(OSError):  # a named secret file that is missing is a setup error
+        start_dispatcher(store, None, tmp_path / "missing", tmp_path)
