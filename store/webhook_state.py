@@ -56,6 +56,13 @@ class WebhookState:
                 return True
         return False
 
+    async def release_lease(self) -> None:
+        """Gives the lease back if this process holds it (another may take it at once)."""
+        with store_errors("webhook lease"):
+            holder = await self._conn.call("GET", WEBHOOK_LEASE_KEY)
+            if holder is not None and str_if_bytes(holder) == self.owner:
+                await self._conn.call("DEL", WEBHOOK_LEASE_KEY)
+
     async def global_since(self, now_ms: int) -> StreamId:
         """When the global webhook started (set once, at the first call)."""
         with store_errors("webhook since"):

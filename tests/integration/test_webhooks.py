@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from heartrate_serve.notify import webhooks
-from heartrate_serve.notify.webhooks import WebhookDispatcher
+from heartrate_serve.notify.webhooks import RunningDispatcher, WebhookDispatcher
 from heartrate_serve.store.store import ReadingStore
 from heartrate_serve.store.webhook_state import WebhookState
 from tests.support.webhook_receiver import receiver
@@ -139,3 +139,43 @@ async def test_two_dispatchers_deliver_each_event_once(store: ReadingStore) -> N
         await rec.wait_for(2)
         await asyncio.sleep(1.5)
     assert [g[0]["event"] for g in rec.got] == ["raised", "cleared"]
+
+
+async def test_the_lease_holder_keeps_delivering_across_renewals(
+    store: ReadingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many renewals later the same dispatcher still holds the lease: an event is delivered long
+    before the lease could have lapsed and been taken again."""
+    monkeypatch.setattr(webhooks, "LEASE_S", 0.05)
+    monkeypatch.setattr(webhooks, "LEASE_TTL_S", 30.0)
+    async with receiver() as rec, dispatching(store, rec.url):
+        await asyncio.sleep(1.0)  # about 20 renewals
+        await write(store, "u6", T0, [HIGH])
+        async with asyncio.timeout(5):  # far below LEASE_TTL_S
+            await rec.wait_for(1)
+
+
+async def test_a_stopped_dispatcher_hands_the_lease_over_at_once(
+    store: ReadingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica that stops on purpose gives the lease back: the other delivers at once."""
+    monkeypatch.setattr(webhooks, "LEASE_S", 0.05)
+    monkeypatch.setattr(webhooks, "LEASE_TTL_S", 30.0)
+
+    async def state() -> WebhookState:
+        return WebhookState(await store.client())
+
+    async with receiver() as rec:
+        first = RunningDispatcher(WebhookDispatcher(state, store.alerts, SECRET, rec.url))
+        await asyncio.wait_for(first.dispatcher.holding.wait(), 5)
+        second = RunningDispatcher(WebhookDispatcher(state, store.alerts, SECRET, rec.url))
+        try:
+            await asyncio.sleep(0.3)
+            assert not second.dispatcher.holding.is_set()
+            await first.aclose()
+            await asyncio.wait_for(second.dispatcher.holding.wait(), 5)  # far below the TTL
+            await write(store, "u7", T0, [LOW])
+            got = await rec.wait_for(1)
+            assert [(b["user_id"], b["event"]) for b in got] == [("u7", "raised")]
+        finally:
+            await second.aclose()

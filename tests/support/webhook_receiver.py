@@ -36,8 +36,8 @@ class Receiver:
             self.arrived.set()
         return web.Response(status=self.status)
 
-    async def wait_for(self, n: int) -> list[dict[str, object]]:
-        async with asyncio.timeout(GUARD_S):
+    async def wait_for(self, n: int, timeout_s: float = GUARD_S) -> list[dict[str, object]]:
+        async with asyncio.timeout(timeout_s):
             while len(self.got) < n:
                 self.arrived.clear()
                 await self.arrived.wait()
