@@ -111,13 +111,6 @@ class HeartRateIngress:
         except (OSError, ValueError) as error:
             raise RuntimeError(f"WEBHOOK_SECRET_FILE: {error}") from None
 
-    async def __del__(self) -> None:
-        """Serve calls this when the replica stops on purpose: the webhook lease is given back
-        at once, so another replica delivers without waiting for it to lapse."""
-        webhooks = getattr(self, "_webhooks", None)
-        if webhooks is not None:
-            await webhooks.aclose()
-
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Applies user_config from serve_config.yaml at run time (unknown keys refused)."""
         self.service.reconfigure(IngressTunables.from_config(config))

@@ -38,6 +38,9 @@ async def ingress(redis_server: EmbeddedRedis) -> AsyncIterator[Any]:
         FakeHandle(validator), FakeHandle(zones), redis_url=redis_server.url
     )
     yield obj
+    if obj._webhooks is not None:  # its webhook dispatcher must not outlive the test
+        await obj._webhooks.aclose()
+    await obj.service.aclose()
 
 
 async def test_submit_maps_validation_and_alerts(ingress: Any) -> None:
