@@ -40,6 +40,12 @@ def tally(
     reason: NDArray[np.uint8], duplicate: NDArray[np.bool_]
 ) -> tuple[int, dict[str, int], int]:
     """(accepted, rejected by reason name, duplicate) of one call's readings."""
+    if len(reason) == 1:  # a unary call or stream message: no numpy on the hot path
+        code = int(reason[0])
+        if code:
+            return 0, {_reason_name(code): 1}, 0
+        dup = int(bool(duplicate[0]))
+        return 1 - dup, {}, dup
     counts = np.bincount(np.asarray(reason, dtype=np.intp), minlength=1)
     dup = int(np.count_nonzero(np.asarray(duplicate) & (np.asarray(reason) == 0)))
     rejected = {_reason_name(i): int(c) for i, c in enumerate(counts[1:].tolist(), 1) if c}

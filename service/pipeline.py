@@ -140,49 +140,46 @@ class ReadingPipeline:
         """Stage 2: the validated readings of the round in one store write, split per caller."""
         now_ms, per_item = validated
         ok = [i for i, v in enumerate(per_item) if isinstance(v, ValidationOutput)]
-        outs = {i: per_item[i] for i in ok}
-        users: list[str] = []
-        ts_parts, bpm_parts, cls_parts = [], [], []
-        for i in ok:
-            v = outs[i]
-            assert isinstance(v, ValidationOutput)
-            mask = v.reason == 0
-            users += [items[i].user_id] * int(mask.sum())
-            ts_parts.append(items[i].ts_ms[mask])
-            bpm_parts.append(items[i].bpm[mask])
-            cls_parts.append(v.classification[mask])
-        written = await self._store_round(users, ts_parts, bpm_parts, cls_parts, now_ms)
-        results: list[BatchOutcome | BaseException] = []
+        outs: list[ValidationOutput] = [per_item[i] for i in ok]  # type: ignore[misc]
+        written = _Written(np.zeros(0, np.bool_), {}, False)
+        n_valid: list[int] = []
+        if ok:
+            # Whole-round arrays, masked once (rounds of many one-reading callers: no numpy
+            # call per caller).
+            valid = np.concatenate([v.reason for v in outs]) == 0
+            sizes = [len(v.reason) for v in outs]
+            ends = np.cumsum(sizes)
+            valid_before = np.concatenate(([0], np.cumsum(valid)))
+            n_valid = (valid_before[ends] - valid_before[ends - sizes]).tolist()
+            users: list[str] = []
+            for i, k in zip(ok, n_valid, strict=True):
+                users += [items[i].user_id] * k
+            if users:
+                written = await self._store_round(
+                    users,
+                    np.concatenate([items[i].ts_ms for i in ok])[valid],
+                    np.concatenate([items[i].bpm for i in ok])[valid],
+                    np.concatenate([v.classification for v in outs])[valid],
+                    now_ms,
+                )
+        results: list[BatchOutcome | BaseException] = list(per_item)  # type: ignore[arg-type]
         cursor = 0
-        for i, item in enumerate(items):
-            v = per_item[i]
-            if not isinstance(v, ValidationOutput):
-                results.append(v)
-                continue
-            n_valid = int((v.reason == 0).sum())
-            results.append(_outcome(item, v, written, cursor, n_valid))
-            cursor += n_valid
+        for i, v, k in zip(ok, outs, n_valid, strict=True):
+            results[i] = _outcome(items[i], v, written, cursor, k)
+            cursor += k
         return results
 
     async def _store_round(
         self,
         users: list[str],
-        ts_parts: list[NDArray[np.int64]],
-        bpm_parts: list[NDArray[np.int32]],
-        cls_parts: list[NDArray[np.uint8]],
+        ts_ms: NDArray[np.int64],
+        bpm: NDArray[np.int32],
+        classification: NDArray[np.uint8],
         now_ms: int,
     ) -> _Written:
         """One store write of the round's valid readings; what it answered."""
-        if not users:
-            return _Written(np.zeros(0, np.bool_), {}, False)
         try:
-            result = await self._store.write_batch(
-                users,
-                np.concatenate(ts_parts),
-                np.concatenate(bpm_parts),
-                np.concatenate(cls_parts),
-                now_ms,
-            )
+            result = await self._store.write_batch(users, ts_ms, bpm, classification, now_ms)
         except StoreUnavailable:
             return _Written(np.zeros(len(users), np.bool_), {}, True)
         current().alerts(result.events, result.alerts)
@@ -202,6 +199,17 @@ def _outcome(
     item: ReadingBatch, v: ValidationOutput, written: _Written, start: int, n_valid: int
 ) -> BatchOutcome:
     """One caller's outcome: its validation, and its valid readings' part of the write."""
+    alert = None if written.store_down else written.alerts.get(item.user_id)
+    if len(v.reason) == 1:  # a unary call or stream message: slices, no masks
+        stored = n_valid == 1 and not written.store_down
+        return BatchOutcome(
+            _STORE_UNAVAILABLE if n_valid and written.store_down else v.reason,
+            v.classification,
+            written.duplicate[start : start + 1] if stored else _NOT_DUPLICATE,
+            alert,
+            written.store_down and n_valid > 0,
+            v.rules,
+        )
     valid = v.reason == 0
     reason = v.reason.copy()
     duplicate = np.zeros(len(reason), dtype=np.bool_)
@@ -209,10 +217,15 @@ def _outcome(
         reason[valid] = RejectReason.STORE_UNAVAILABLE
     else:
         duplicate[valid] = written.duplicate[start : start + n_valid]
-    alert = None if written.store_down else written.alerts.get(item.user_id)
     return BatchOutcome(
         reason, v.classification, duplicate, alert, written.store_down and n_valid > 0, v.rules
     )
+
+
+_STORE_UNAVAILABLE = np.array([RejectReason.STORE_UNAVAILABLE], np.uint8)
+_NOT_DUPLICATE = np.zeros(1, np.bool_)
+_STORE_UNAVAILABLE.flags.writeable = False
+_NOT_DUPLICATE.flags.writeable = False
 
 
 def split_by_weight(weights: Sequence[int], limit: int) -> list[list[int]]:

@@ -133,8 +133,9 @@ class HeartRateService:
     def _reading(self, request: pb.HeartRateRequest) -> ReadingBatch:
         """One request as a batch of one; raises InvalidRequest for a bad user_id."""
         batch = convert.reading_from_request(request, self._clock_ms())
-        unset = request.timestamp == 0 and request.timestamp_ms == 0
-        return self._stamps.fix(batch, np.array([unset]))
+        if request.timestamp or request.timestamp_ms:
+            return batch
+        return self._stamps.fix(batch, np.ones(1, np.bool_))  # stamped by the server
 
     async def _submit(self, batch: ReadingBatch, rpc: str) -> BatchOutcome:
         """Validates and stores; raises StoreUnavailable when Redis did not take the readings."""

@@ -92,6 +92,16 @@ def test_tally_of_unknown_reason_uses_its_number() -> None:
     assert m.tally(np.array([99], np.uint8), np.zeros(1, np.bool_)) == (0, {"99": 1}, 0)
 
 
+@pytest.mark.parametrize(
+    ("code", "dup"), [(0, False), (0, True), (1, False), (5, False), (99, False)]
+)
+def test_tally_of_one_reading_matches_the_array_rule(code: int, dup: bool) -> None:
+    """The one-reading shortcut counts as the general path does (same reading twice)."""
+    one = m.tally(np.array([code], np.uint8), np.array([dup]))
+    two = m.tally(np.array([code, code], np.uint8), np.array([dup, dup]))
+    assert (2 * one[0], {k: 2 * v for k, v in one[1].items()}, 2 * one[2]) == two
+
+
 def test_alert_counts_by_type() -> None:
     """Raised alerts take the user's active type; a raise cleared in the batch is unknown."""
     events = {"a": (1, 0), "b": (2, 1), "c": (0, 1), "d": (1, 1), "e": (0, 0)}

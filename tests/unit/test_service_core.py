@@ -315,6 +315,40 @@ async def test_batch_counts_and_results() -> None:
     assert store.stored("u1") == {NOW - 4000: 80, NOW - 3000: 70, NOW - 1000: 160, NOW: 75}
 
 
+async def test_one_round_of_mixed_callers_answers_each_its_own() -> None:
+    """Unary calls, a stream and a batch in one round: valid, rejected, duplicate readings and
+    several users are split back to the right caller (the round is masked as a whole)."""
+    store = FakeStore()
+    svc = _service(store)
+    await svc.SubmitHeartRate(_req(80, NOW - 9000, "a"))  # makes a's NOW - 9000 a duplicate
+    batch = pb.HeartRateBatchRequest(
+        user_id="b", bpm=[70, 30, 160, 75], timestamps_ms=[NOW - 4000, NOW - 3000, NOW - 2000, NOW]
+    )
+    async with asyncio.timeout(GUARD_S):
+        dup, low, ok_a, got_batch, streamed, ok_c = await asyncio.gather(
+            svc.SubmitHeartRate(_req(80, NOW - 9000, "a")),
+            svc.SubmitHeartRate(_req(20, NOW - 8000, "a")),
+            svc.SubmitHeartRate(_req(65, NOW - 7000, "a")),
+            svc.SubmitHeartRateBatch(batch),
+            _answers(svc, [_req(190, NOW - 500, "c"), _req(45, NOW - 400, "c")]),
+            svc.SubmitHeartRate(_req(150, NOW - 6000, "c")),
+        )
+    assert (dup.success, dup.duplicate) == (True, True)
+    assert (low.success, low.reject_reason) == (False, pb.REJECT_REASON_BPM_OUT_OF_RANGE)
+    assert (ok_a.success, ok_a.duplicate, ok_a.timestamp_ms) == (True, False, NOW - 7000)
+    assert (got_batch.accepted, got_batch.rejected, got_batch.duplicate) == (3, 1, 0)
+    assert [(r.index, r.success) for r in got_batch.results] == [(1, False), (2, True)]
+    assert [(r.success, r.alert_type) for r in streamed] == [
+        (False, pb.NONE),
+        (True, pb.LOW_HEART_RATE),
+    ]
+    assert (ok_c.success, ok_c.alert_type) == (True, pb.NONE)
+    assert store.stored("a") == {NOW - 9000: 80, NOW - 7000: 65}
+    assert store.stored("b") == {NOW - 4000: 70, NOW - 2000: 160, NOW: 75}
+    assert store.stored("c") == {NOW - 400: 45, NOW - 6000: 150}
+    assert max(len(set(users)) for users in store.writes) == 3  # a round of all three users
+
+
 async def test_batch_in_seconds_is_converted_to_ms() -> None:
     """A batch with timestamps in seconds is stored at those seconds times 1000."""
     store = FakeStore()

@@ -15,6 +15,7 @@ from heartrate_serve.core.constants import (
 )
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.validation import (
+    MAX_SECONDS,
     ValidationRules,
     canonical_user_id,
     reject_message,
@@ -168,3 +169,27 @@ def test_invalid_request_message_names_the_field() -> None:
     """A message that does not name the field is prefixed with it."""
     assert str(InvalidRequest("bpm", "must not be empty")) == "bpm: must not be empty"
     assert str(InvalidRequest("bpm")) == "bpm: is invalid"
+
+
+@pytest.mark.parametrize(
+    ("ts_s", "ts_ms"),
+    [
+        (0, 0),
+        (1_700_000_000, 0),
+        (0, 1_700_000_000_123),
+        (1_700_000_000, 1_700_000_000_456),
+        (-5, 0),
+        (0, -7),
+        (2**63 - 1, 0),
+        (-(2**63), 0),
+        (MAX_SECONDS + 1, 0),
+    ],
+)
+def test_one_reading_timestamp_matches_the_vectorised_rule(ts_s: int, ts_ms: int) -> None:
+    """The stream hot path's plain-int resolution (service/convert.py) gives what
+    resolve_timestamps_ms gives, saturation included."""
+    from heartrate_serve.service.convert import reading_ts_ms
+
+    now_ms = 1_700_000_500_000
+    expected = int(resolve_timestamps_ms(np.array([ts_s]), np.array([ts_ms]), now_ms)[0])
+    assert reading_ts_ms(ts_s, ts_ms, now_ms) == expected
