@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from heartrate_serve.core.batches import ValidationOutput, ZoneJob
 from heartrate_serve.core.errors import DependencyUnavailable, InvalidRequest, Overloaded
+from heartrate_serve.core.round_codec import pack_request, unpack_output
 from heartrate_serve.core.validation import ValidationRules
 from heartrate_serve.core.zones import SessionAnalysis
 
@@ -82,9 +83,11 @@ class RemoteValidator:
         normal_low: NDArray[np.int32],
         normal_high: NDArray[np.int32],
     ) -> ValidationOutput:
-        """One Validator call; raises DependencyUnavailable / Overloaded."""
-        call = self._handle.validate.remote(bpm, ts_ms, now_ms, normal_low, normal_high)
-        out: ValidationOutput = await _call("Validator", call)
+        """One Validator call (the part packed as bytes: core/round_codec.py); raises
+        DependencyUnavailable / Overloaded."""
+        packed = pack_request(bpm, ts_ms, normal_low, normal_high)
+        answer: bytes = await _call("Validator", self._handle.validate.remote(packed, now_ms))
+        out = unpack_output(answer, self._rules)
         self._rules, self._rules_until = out.rules, time.monotonic() + RULES_TTL_S
         return out
 

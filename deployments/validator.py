@@ -1,7 +1,8 @@
 """The Validator deployment: validates and classifies every group-commit round of readings.
 
 It owns the validation rules (serve_config.yaml user_config). Each call is one part of a round
-(up to ~100 000 readings), validated in one numpy pass by core.batches.validate_batch. It reports
+(up to ~100 000 readings, packed as bytes: core/round_codec.py), validated in one numpy pass by
+core.batches.validate_batch. It reports
 readings validated per second for autoscaling (autoscaling.py).
 """
 
@@ -9,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
 from ray import serve
 from ray.serve import Deployment
 
-from heartrate_serve.core.batches import ValidationOutput, validate_batch
+from heartrate_serve.core.batches import validate_batch
+from heartrate_serve.core.round_codec import pack_output, unpack_request
 from heartrate_serve.core.validation import ValidationRules
 from heartrate_serve.deployments.autoscaling import WorkMeter
 from heartrate_serve.deployments.observability import observe_replica
@@ -37,18 +37,13 @@ class Validator:
         """Applies new bands/limits from user_config (unknown keys and bad bands refused)."""
         self._rules = ValidatorTunables.from_config(config).rules(self._retention_days)
 
-    async def validate(
-        self,
-        bpm: NDArray[np.int32],
-        ts_ms: NDArray[np.int64],
-        now_ms: int,
-        normal_low: NDArray[np.int32],
-        normal_high: NDArray[np.int32],
-    ) -> ValidationOutput:
-        """Validates a part of a round; per-reading bands of 0 mean the configured band."""
+    async def validate(self, packed: bytes, now_ms: int) -> bytes:
+        """Validates a part of a round (core/round_codec.py: the columns in, the reasons,
+        classifications and rules out); per-reading bands of 0 mean the configured band."""
+        bpm, ts_ms, normal_low, normal_high = unpack_request(packed)
         out = validate_batch(self._rules, bpm, ts_ms, now_ms, normal_low, normal_high)
         self._meter.add(len(bpm))
-        return out
+        return pack_output(out)
 
     async def rules(self) -> ValidationRules:
         """The rules in force."""

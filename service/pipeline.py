@@ -147,9 +147,10 @@ class ReadingPipeline:
             # Whole-round arrays, masked once (rounds of many one-reading callers: no numpy
             # call per caller).
             valid = np.concatenate([v.reason for v in outs]) == 0
-            sizes = [len(v.reason) for v in outs]
+            sizes = np.array([len(v.reason) for v in outs], np.int64)
             ends = np.cumsum(sizes)
-            valid_before = np.concatenate(([0], np.cumsum(valid)))
+            valid_before = np.zeros(len(valid) + 1, np.int64)
+            np.cumsum(valid, out=valid_before[1:])
             n_valid = (valid_before[ends] - valid_before[ends - sizes]).tolist()
             users: list[str] = []
             for i, k in zip(ok, n_valid, strict=True):

@@ -15,6 +15,7 @@ from ray.serve.exceptions import BackPressureError
 
 from heartrate_serve.core.batches import ValidationOutput, ZoneJob
 from heartrate_serve.core.errors import DependencyUnavailable, InvalidRequest, Overloaded
+from heartrate_serve.core.round_codec import pack_output, unpack_request
 from heartrate_serve.core.validation import ValidationRules
 from heartrate_serve.deployments import remote_ports
 from heartrate_serve.deployments.remote_ports import (
@@ -280,20 +281,26 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-def _output(rules: ValidationRules) -> ValidationOutput:
-    return ValidationOutput(np.zeros(1, np.uint8), np.zeros(1, np.uint8), rules)
+def _output(rules: ValidationRules) -> bytes:
+    """A Validator's answer (packed) for one reading under rules."""
+    return pack_output(ValidationOutput(np.zeros(1, np.uint8), np.zeros(1, np.uint8), rules))
 
 
 async def test_validator_port_sends_the_part_and_returns_its_output(clock: Clock) -> None:
-    """validate() makes one Validator call with the part's arrays and returns its output."""
-    out = _output(ValidationRules())
-    handle = FakeHandle("validator", validate=out)
+    """validate() makes one Validator call with the part packed and returns its output."""
+    sent = ValidationOutput(
+        np.array([0, 1], np.uint8), np.array([2, 0], np.uint8), ValidationRules()
+    )
+    handle = FakeHandle("validator", validate=pack_output(sent))
     port = RemoteValidator(handle)  # type: ignore[arg-type]
-    bpm, ts = np.array([70], np.int32), np.array([5], np.int64)
-    low, high = np.zeros(1, np.int32), np.zeros(1, np.int32)
-    assert await port.validate(bpm, ts, 7, low, high) is out
-    (args,) = handle.validate.calls
-    assert args[0] is bpm and args[1] is ts and args[2] == 7
+    bpm, ts = np.array([70, 20], np.int32), np.array([5, 6], np.int64)
+    low, high = np.array([0, 55], np.int32), np.zeros(2, np.int32)
+    out = await port.validate(bpm, ts, 7, low, high)
+    assert out.reason.tolist() == [0, 1] and out.classification.tolist() == [2, 0]
+    assert out.rules == sent.rules
+    ((packed, now_ms),) = handle.validate.calls
+    assert now_ms == 7
+    assert [a.tolist() for a in unpack_request(packed)] == [[70, 20], [5, 6], [0, 55], [0, 0]]
 
 
 async def test_validator_port_maps_errors_naming_the_validator(clock: Clock) -> None:
@@ -328,7 +335,7 @@ async def test_validator_rules_come_with_each_validation(clock: Clock) -> None:
     port = RemoteValidator(handle)  # type: ignore[arg-type]
     z = np.zeros(1, np.int32)
     await port.validate(z, z.astype(np.int64), 0, z, z)
-    assert await port.rules() is rules
+    assert await port.rules() == rules
     assert handle.rules.calls == []
 
 
