@@ -72,13 +72,22 @@ class Plan:
     duration_s: float
     warmup_s: float
     many_streams_duration_s: float
+    # The scenarios the targets compare are run this many times on each side, and the median
+    # run counts: on this shared VM one 10 s run of the plain baseline moved between 720 and
+    # 1 214 msg/s (stream:16, four runs in a row on 2026-12-01).
+    repeats: int = 1
+
+
+# The scenarios whose service/baseline ratio is a target (see targets()).
+RATIO_SCENARIOS = ("unary:16", "stream:16")
 
 
 def plan_for(quick: bool) -> Plan:
-    """The full plan (10 s windows, 2 000 streams for 30 s) or the quick smoke-test plan."""
+    """The full plan (10 s windows, 2 000 streams for 30 s, ratio scenarios 3 times) or the
+    quick smoke-test plan."""
     if quick:
         return Plan(parse_scenarios(QUICK_SCENARIOS), 3.0, 1.0, 5.0)
-    return Plan(parse_scenarios(FULL_SCENARIOS), 10.0, 2.0, 30.0)
+    return Plan(parse_scenarios(FULL_SCENARIOS), 10.0, 2.0, 30.0, repeats=3)
 
 
 def run_loadgen(
@@ -113,25 +122,39 @@ def run_all(
     """Every scenario of the plan against one target; CPU seconds of its process trees too."""
     results: dict[str, dict[str, Any]] = {}
     for spec in plan.scenarios:
-        before = sample_tree(roots)
-        t0 = time.monotonic()
-        res = run_loadgen(
-            target, spec, plan, f"bench-{label}", outdir / f"{label}-{spec.kind}.json"
-        )
-        wall = time.monotonic() - t0
-        cpu = cpu_used(before, sample_tree(roots))
-        res["server_cpu_s"] = round(cpu, 2)
-        res["server_cpu_cores"] = round(cpu / wall, 2) if wall else None
-        results[spec.name] = res
-        lat = res.get("latency_ms", {})
-        print(
-            f"  {label:8s} {spec.name:16s} {fmt_num(res.get('throughput', math.nan)):>12s} "
-            f"{res.get('unit', '')}  p50 {fmt_num(lat.get('p50_ms'), 1)} ms  "
-            f"p99 {fmt_num(lat.get('p99_ms'), 1)} ms  errors {res.get('errors')}  "
-            f"server CPU {cpu:.1f} s",
-            flush=True,
-        )
+        runs = []
+        for _ in range(plan.repeats if spec.name in RATIO_SCENARIOS else 1):
+            before = sample_tree(roots)
+            t0 = time.monotonic()
+            res = run_loadgen(
+                target, spec, plan, f"bench-{label}", outdir / f"{label}-{spec.kind}.json"
+            )
+            wall = time.monotonic() - t0
+            cpu = cpu_used(before, sample_tree(roots))
+            res["server_cpu_s"] = round(cpu, 2)
+            res["server_cpu_cores"] = round(cpu / wall, 2) if wall else None
+            runs.append(res)
+            lat = res.get("latency_ms", {})
+            print(
+                f"  {label:8s} {spec.name:16s} {fmt_num(res.get('throughput', math.nan)):>12s} "
+                f"{res.get('unit', '')}  p50 {fmt_num(lat.get('p50_ms'), 1)} ms  "
+                f"p99 {fmt_num(lat.get('p99_ms'), 1)} ms  errors {res.get('errors')}  "
+                f"server CPU {cpu:.1f} s",
+                flush=True,
+            )
+        results[spec.name] = median_run(runs)
     return results
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median throughput (the lower middle one of an even count), with every run's
+    throughput under "runs"; errors are summed over all runs."""
+    ranked = sorted(runs, key=lambda r: _get(r, "throughput") if not r.get("failed") else -1.0)
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    if len(runs) > 1:
+        chosen["runs"] = [_get(r, "throughput") for r in runs]
+        chosen["errors"] = sum(_get(r, "errors") for r in runs)
+    return chosen
 
 
 def start_baseline(port: int, redis_url: str, log_path: Path) -> subprocess.Popen[str]:
@@ -384,6 +407,22 @@ def targets(
     rss = svc["idle"]["rss_bytes"] / GIB
     start = svc.get("start_to_serving_s", math.nan)
     rows = [
+        # Issue 9: with the Validator hop, within 10 % of the 2026-11-30 run (0.60 and 0.73).
+        (
+            "unary Submit @16: service/baseline >= 0.54 (issue 9)",
+            f"{unary_ratio:.2f}",
+            unary_ratio >= 0.54,
+        ),
+        (
+            "stream msg/s @16: service/baseline >= 0.66 (issue 9)",
+            f"{stream_ratio:.2f}",
+            stream_ratio >= 0.66,
+        ),
+        (
+            f"{many}: 0 errors, 0 lost (issue 9)",
+            f"errors {errs:.0f}, lost {lost:.0f}",
+            errs == 0 and lost == 0,
+        ),  # fmt: skip
         ("unary Submit @16: service/baseline >= 0.6", f"{unary_ratio:.2f}", unary_ratio >= 0.6),
         ("stream msg/s @16: service/baseline >= 0.8", f"{stream_ratio:.2f}", stream_ratio >= 0.8),
         (
@@ -458,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": plan.duration_s,
             "warmup_s": plan.warmup_s,
             "many_streams_duration_s": plan.many_streams_duration_s,
+            "repeats": plan.repeats,
+            "repeated_scenarios": list(RATIO_SCENARIOS),
         },
         "redis": "separate: the baseline's EmbeddedRedis; the service's own embedded Redis "
         "started by the launcher (no REDIS_URL), as `make run` does",

@@ -134,7 +134,25 @@ def test_targets_verdicts() -> None:
         "start_to_serving_s": 15.0,
     }
     verdicts = [c["ok"] for c in bench.targets(base, svc, spec)]
-    assert verdicts == [True, False, True, True, False, True]
+    assert verdicts == [True, True, True, True, False, True, True, False, True]
+    svc["results"]["stream:16"] = res(1300)  # 0.65 of the baseline: below issue 9's 0.66
+    assert [c["ok"] for c in bench.targets(base, svc, spec)][1] is False
+
+
+def test_median_run_of_repeated_scenarios() -> None:
+    """The run of median throughput counts; all runs are listed; errors add up; a failed run
+    ranks lowest; one run is returned as it is."""
+    runs = [
+        {"throughput": 700.0, "errors": 0, "p": "a"},
+        {"throughput": 900.0, "errors": 1, "p": "b"},
+        {"throughput": 800.0, "errors": 0, "p": "c"},
+    ]
+    got = bench.median_run(runs)
+    assert (got["p"], got["runs"], got["errors"]) == ("c", [700.0, 900.0, 800.0], 1)
+    failed = {"failed": True, "errors": math.nan}
+    assert bench.median_run([runs[1], failed, runs[0]])["p"] == "a"
+    assert bench.median_run([runs[0]]) == runs[0]
+    assert bench.plan_for(False).repeats == 3 and bench.plan_for(True).repeats == 1
 
 
 def test_failures_in_csv(tmp_path: Path) -> None:
