@@ -147,6 +147,8 @@ async def serve(port: int, redis_url: str) -> None:
             # devices connecting within a second would otherwise see CANCELLED.
             ("grpc.server.max_pending_requests", 20_000),
             ("grpc.server.max_pending_requests_hard_limit", 40_000),
+            ("grpc.server_max_unrequested_time_in_server", 600),  # as the service's (see
+            # runtime/worker_setup.py): a stream not picked up in 30 s is otherwise CANCELLED
         ]
     )
     add_HeartRateMonitorServicer_to_server(servicer, server)  # bad bytes: INVALID_ARGUMENT

@@ -8,7 +8,8 @@ of a local run (`make run`).
   the Python proxy's GRPC_PORT (INGRESS_MODE=proxy), which goes to GRPC_HOST.
 - Connection bursts: gRPC servers cancel calls that wait unrequested beyond a soft limit of 1 000
   pending calls. 2 000 devices opening their streams within a second hit it (CANCELLED seen in the
-  benchmark), so Serve's gRPC servers get room for a burst of 20 000.
+  benchmark), so Serve's gRPC servers get room for a burst of 20 000; and a call may wait 600 s
+  (not 30) to be picked up by a busy replica before grpc core cancels it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from typing import Any
 GRPC_SERVER_BURST_OPTIONS = [
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    # A call the application has not picked up after this many seconds is cancelled (grpc
+    # core's default: 30). On a saturated replica the last of 2 000 streams opened within a
+    # second waited ~30 s and got CANCELLED (bench, 2026-12-01); later is better than never.
+    ("grpc.server_max_unrequested_time_in_server", 600),
 ]
 
 

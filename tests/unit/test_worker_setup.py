@@ -47,8 +47,9 @@ def test_each_hook_imports_and_tune_sets_gc_and_grpc_limits(hook: str) -> None:
     code = (
         f"import gc, importlib; importlib.import_module({module!r}).{func}(); "
         "from ray.serve._private import constants as c; "
-        "print(gc.get_threshold()[0], dict(c.DEFAULT_GRPC_SERVER_OPTIONS).get("
-        "'grpc.server.max_pending_requests'))"
+        "o = dict(c.DEFAULT_GRPC_SERVER_OPTIONS); print(gc.get_threshold()[0], "
+        "o.get('grpc.server.max_pending_requests'), "
+        "o.get('grpc.server_max_unrequested_time_in_server'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
@@ -56,6 +57,7 @@ def test_each_hook_imports_and_tune_sets_gc_and_grpc_limits(hook: str) -> None:
     assert out == [
         "50000",
         str(dict(GRPC_SERVER_BURST_OPTIONS)["grpc.server.max_pending_requests"]),
+        "600",  # seconds a call may wait to be picked up (grpc's default 30 cut bursts)
     ]
 
 
