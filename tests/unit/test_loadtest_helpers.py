@@ -155,6 +155,26 @@ def test_median_run_of_repeated_scenarios() -> None:
     assert bench.plan_for(False).repeats == 3 and bench.plan_for(True).repeats == 1
 
 
+def test_bracket_baseline_averages_before_and_after() -> None:
+    """A ratio scenario measured before and after the service counts as the mean of both;
+    others stay as they were; a failed pass leaves the first one alone."""
+    before = {
+        "stream:16": {"throughput": 1000.0, "errors": 0, "latency_ms": {"p50_ms": 9.0}},
+        "batch:4": {"throughput": 5.0, "errors": 0},
+        "unary:16": {"throughput": 600.0, "errors": 0},
+    }
+    after = {
+        "stream:16": {"throughput": 800.0, "errors": 1},
+        "unary:16": {"failed": True, "errors": math.nan},
+    }
+    got = bench.bracket_baseline(before, after)
+    assert got["stream:16"]["throughput"] == 900.0
+    assert got["stream:16"]["passes"] == [1000.0, 800.0]
+    assert got["stream:16"]["errors"] == 1
+    assert got["stream:16"]["latency_ms"] == {"p50_ms": 9.0}
+    assert got["batch:4"] == before["batch:4"] and got["unary:16"] == before["unary:16"]
+
+
 def test_failures_in_csv(tmp_path: Path) -> None:
     """The Aggregated row of locust's stats CSV gives requests and failures."""
     path = tmp_path / "x_stats.csv"
