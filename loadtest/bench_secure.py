@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from heartrate_serve.loadtest.bench import Plan, run_loadgen, start_service
+from heartrate_serve.loadtest.bench_runs import Plan, run_loadgen, start_service
 from heartrate_serve.loadtest.common import fmt_num, markdown_table, parse_scenarios, ratio
 from heartrate_serve.runtime.dev_keys import ensure_dev_keypair, issue_token, write_private_key
 

@@ -42,6 +42,7 @@ from heartrate_serve.service.ports import StorePort, ValidatorPort, ZonePort
 from heartrate_serve.service.stamps import ServerStamps
 from heartrate_serve.service.tunables import IngressTunables
 from heartrate_serve.service.wire import Undecodable, decoded
+from heartrate_serve.service.zone_query import zone_query
 from heartrate_serve.service.zone_response import zone_response
 from heartrate_serve.service.zone_rounds import MAX_OPEN_ROUNDS as ZONE_OPEN_ROUNDS
 from heartrate_serve.service.zone_rounds import ZoneRounds
@@ -275,7 +276,7 @@ class HeartRateService:
         user = canonical_user_id(request.user_id or (caller.sub if caller else ""))
         readable = caller is None or caller.may(Right.READ, user)
         profile = await self._profile(user) if readable else None
-        query = convert.zone_query(request, profile, self._tun.max_gap_s)
+        query = zone_query(request, profile, self._tun.max_gap_s)
         ts, bpm = query.ts_ms, query.bpm
         if query.stored_range is not None:
             stored = await self._store.range(user, *query.stored_range)

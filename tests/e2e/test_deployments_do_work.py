@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from heartrate_serve.loadtest.bench import parse_serve_latencies
+from heartrate_serve.loadtest.bench_report import parse_serve_latencies
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heartrate_serve.loadtest import bench, loadgen, run_locust
+from heartrate_serve.loadtest import bench_report, bench_runs, loadgen, run_locust
 from heartrate_serve.loadtest.common import (
     ScenarioSpec,
     fmt_num,
@@ -65,10 +65,10 @@ def test_parse_scenarios_and_bench_plans() -> None:
     """A comma list parses in order; both bench plans parse and cover every target's scenario."""
     assert [s.name for s in parse_scenarios("unary:1, stream:64,")] == ["unary:1", "stream:64"]
     for quick in (True, False):
-        names = {s.name for s in bench.plan_for(quick).scenarios}
+        names = {s.name for s in bench_runs.plan_for(quick).scenarios}
         assert {"unary:16", "stream:16", "batch:4"} <= names
         assert any(n.startswith("streams1hz:") for n in names)
-    assert bench.plan_for(False).many_streams_duration_s == 30
+    assert bench_runs.plan_for(False).many_streams_duration_s == 30
 
 
 def test_markdown_table() -> None:
@@ -130,13 +130,13 @@ def test_targets_verdicts() -> None:
             "streams1hz:2000": res(2000, lost=0),
             "batch:4": res(50_000),
         },
-        "idle": {"rss_bytes": 2 * bench.GIB, "pss_bytes": bench.GIB},
+        "idle": {"rss_bytes": 2 * bench_report.GIB, "pss_bytes": bench_report.GIB},
         "start_to_serving_s": 15.0,
     }
-    verdicts = [c["ok"] for c in bench.targets(base, svc, spec)]
+    verdicts = [c["ok"] for c in bench_report.targets(base, svc, spec)]
     assert verdicts == [True, True, True, True, False, True, True, False, True]
     svc["results"]["stream:16"] = res(1300)  # 0.65 of the baseline: below issue 9's 0.66
-    assert [c["ok"] for c in bench.targets(base, svc, spec)][1] is False
+    assert [c["ok"] for c in bench_report.targets(base, svc, spec)][1] is False
 
 
 def test_median_run_of_repeated_scenarios() -> None:
@@ -147,12 +147,12 @@ def test_median_run_of_repeated_scenarios() -> None:
         {"throughput": 900.0, "errors": 1, "p": "b"},
         {"throughput": 800.0, "errors": 0, "p": "c"},
     ]
-    got = bench.median_run(runs)
+    got = bench_report.median_run(runs)
     assert (got["p"], got["runs"], got["errors"]) == ("c", [700.0, 900.0, 800.0], 1)
     failed = {"failed": True, "errors": math.nan}
-    assert bench.median_run([runs[1], failed, runs[0]])["p"] == "a"
-    assert bench.median_run([runs[0]]) == runs[0]
-    assert bench.plan_for(False).repeats == 3 and bench.plan_for(True).repeats == 1
+    assert bench_report.median_run([runs[1], failed, runs[0]])["p"] == "a"
+    assert bench_report.median_run([runs[0]]) == runs[0]
+    assert bench_runs.plan_for(False).repeats == 3 and bench_runs.plan_for(True).repeats == 1
 
 
 def test_bracket_baseline_averages_before_and_after() -> None:
@@ -167,7 +167,7 @@ def test_bracket_baseline_averages_before_and_after() -> None:
         "stream:16": {"throughput": 800.0, "errors": 1},
         "unary:16": {"failed": True, "errors": math.nan},
     }
-    got = bench.bracket_baseline(before, after)
+    got = bench_report.bracket_baseline(before, after)
     assert got["stream:16"]["throughput"] == 900.0
     assert got["stream:16"]["passes"] == [1000.0, 800.0]
     assert got["stream:16"]["errors"] == 1
@@ -197,7 +197,9 @@ def test_parse_serve_latencies() -> None:
             'ray_serve_deployment_request_counter_total{deployment="Validator"} 10.0',
         ]
     )
-    assert bench.parse_serve_latencies(text) == {"Validator": {"calls": 10.0, "mean_ms": 3.0}}
+    assert bench_report.parse_serve_latencies(text) == {
+        "Validator": {"calls": 10.0, "mean_ms": 3.0}
+    }
 
 
 def test_bench_alerts_expected_events_and_latencies() -> None:
