@@ -3,7 +3,9 @@
 Readings from every concurrent unary call, stream and batch join one GroupCommit queue. Each round
 is validated by the validator port (one call per part of at most `max_readings_per_call`
 readings, parts split by caller and sent at once), then written to Redis in one script call while
-the next round is being validated; the answers are split back per caller. A part whose validation
+the next round is being validated; the answers are split back per caller. Rounds wait briefly
+for callers still on their way back when the validator port asks for it (round_linger_s: a
+deployment hop costs the same for 1 reading or 15). A part whose validation
 failed answers its own callers with that error; the rest of the round is stored.
 """
 
@@ -87,6 +89,7 @@ class ReadingPipeline:
             max_rounds=MAX_OPEN_ROUNDS,
             max_preparing=MAX_VALIDATING_ROUNDS,
             on_round=lambda callers, readings: current().batch(callers, readings),
+            linger_s=validator.round_linger_s,
         )
 
     async def submit(self, batch: ReadingBatch, rpc: str = "other") -> BatchOutcome:

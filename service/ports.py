@@ -27,6 +27,9 @@ class ValidatorPort(Protocol):
 
     # Readings per call: a round larger than this is split by caller into several calls.
     max_readings_per_call: int
+    # How long a round may wait for more callers before it is validated (GroupCommit's
+    # linger_s): worth it only where each call has a fixed cost (a deployment hop).
+    round_linger_s: float
 
     async def validate(
         self,

@@ -619,3 +619,88 @@ async def test_an_empty_queue_takes_one_item_heavier_than_the_bound() -> None:
         await gc.submit(Item("big2", 50))
     gate.set()
     assert await asyncio.gather(*first, *big) == ["a@a", "big@big"]
+
+
+# --- linger: rounds wait for the callers still on their way back ---------------------------------
+
+
+def _lingering(
+    rec: Recorder, linger_s: float, max_weight: int = 100
+) -> GroupCommit[Item, str, str]:
+    return GroupCommit(
+        rec.prepare,
+        rec.commit,
+        weight=_weight,
+        max_weight=max_weight,
+        max_rounds=2,
+        max_preparing=1,
+        linger_s=linger_s,
+    )
+
+
+async def test_linger_lone_caller_never_waits() -> None:
+    """A caller that is the whole concurrency starts its round at once, linger or not (a linger
+    of an hour would end the test by the guard)."""
+    rec = Recorder()
+    gc = _lingering(rec, linger_s=3600.0)
+    async with asyncio.timeout(GUARD_S):
+        for name in ("a", "b", "c"):
+            assert await gc.submit(Item(name)) == f"{name}@{name}"
+    assert rec.prepared == [["a"], ["b"], ["c"]]
+
+
+async def test_linger_waits_for_the_rest_of_a_burst() -> None:
+    """After a round of four callers, the first two back wait for the other two; the four then
+    form one round (not a round of two and a round of two)."""
+    rec = Recorder()
+    gc = _lingering(rec, linger_s=3600.0)
+    async with asyncio.timeout(GUARD_S):
+        first = await asyncio.gather(*_submit_all(gc, [Item(n) for n in "abcd"]))
+        assert first == ["a@a+b+c+d", "b@a+b+c+d", "c@a+b+c+d", "d@a+b+c+d"]
+        early = _submit_all(gc, [Item("a2"), Item("b2")])
+        await _yield()
+        assert rec.prepared == [["a", "b", "c", "d"]]  # the two are lingering
+        late = _submit_all(gc, [Item("c2"), Item("d2")])
+        answers = await asyncio.gather(*early, *late)
+    assert rec.prepared == [["a", "b", "c", "d"], ["a2", "b2", "c2", "d2"]]
+    assert answers == [f"{n}@a2+b2+c2+d2" for n in ("a2", "b2", "c2", "d2")]
+
+
+async def test_linger_counts_callers_in_open_rounds_as_present() -> None:
+    """Callers whose round is still open are not waited for: with four callers in a round held
+    in commit, a fifth is prepared at once (pipelined), not after a linger of an hour."""
+    rec = Recorder()
+    gc = _lingering(rec, linger_s=3600.0)
+    async with asyncio.timeout(GUARD_S):
+        rec.hold_commit["a"] = asyncio.Event()
+        held = _submit_all(gc, [Item(n) for n in "abcd"])
+        await _wait(rec.started("commit", "a"))
+        fifth = asyncio.create_task(gc.submit(Item("e")))
+        await _wait(rec.started("prepare", "e"))
+        assert rec.committed == [["a", "b", "c", "d"]]  # the first round is still open
+        rec.hold_commit["a"].set()
+        assert await fifth == "e@e"
+        await asyncio.gather(*held)
+    assert rec.prepared == [["a", "b", "c", "d"], ["e"]]
+
+
+async def test_linger_ends_after_linger_s() -> None:
+    """Callers that do not come back are waited for linger_s at most: the two present then go
+    as a round of their own (ended by the linger's timer, 20 ms here)."""
+    rec = Recorder()
+    gc = _lingering(rec, linger_s=0.02)
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.gather(*_submit_all(gc, [Item(n) for n in "abcd"]))
+        answers = await asyncio.gather(*_submit_all(gc, [Item("a2"), Item("b2")]))
+    assert answers == ["a2@a2+b2", "b2@a2+b2"]
+    assert rec.prepared == [["a", "b", "c", "d"], ["a2", "b2"]]
+
+
+async def test_linger_never_holds_a_full_round() -> None:
+    """A queue that holds max_weight readings starts its round at once, however many callers
+    are still out."""
+    rec = Recorder()
+    gc = _lingering(rec, linger_s=3600.0, max_weight=10)
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.gather(*_submit_all(gc, [Item(n) for n in "abcd"]))
+        assert await gc.submit(Item("big", weight=10)) == "big@big"
