@@ -39,8 +39,9 @@ VALIDATOR_READINGS_PER_CALL = 100_000
 ZONE_READINGS_PER_CALL = 150_000
 # A round waits up to this long for the callers still on their way back (GroupCommit's linger):
 # a Validator call costs ~1 ms of CPU on each side whatever its size. Measured 2026-12-01 (16
-# streams acking each reading, this 2-core VM, 3 service starts x 3 runs each): no linger 1 473-
-# 1 769 msg/s with 7 readings per call; 2 ms 1 796-1 970 (8.5); 5 ms 1 794-2 290 (15.7).
+# streams acking each reading, this 2-core VM, 2 service starts x 3 runs per value, alternated;
+# loadtest/RESULTS.md): none 1 455-1 788 msg/s with 7 readings per call; 2 ms 1 796-1 970 (8.5);
+# 5 ms 1 794-2 290 (15.7).
 VALIDATOR_ROUND_LINGER_S = 0.005
 RULES_TTL_S = 2.0  # the thresholds GetHeartRateStatus shows are at most this old
 
