@@ -23,6 +23,14 @@ from heartrate_serve.loadtest.loadgen_workers import WORKERS, ZONE_READINGS
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
 
+# zones-stored waits this long after writing its 100 000 readings (28 h of them) so that the
+# server's compaction (every COMPACT_INTERVAL_S, 30 s by default) has moved the closed chunks into
+# blobs on both sides: the measured reads are then those of stored history, not of readings
+# written seconds ago. Without the wait the state depended on when a sweep fell (measured
+# 2026-12-01: the same 100 000-reading zone call took ~200 ms before a sweep and ~20-35 ms after,
+# on the service and on the plain baseline alike).
+COMPACTION_WAIT_S = 35.0
+
 
 class Scenario:
     """One scenario run against one target."""
@@ -121,6 +129,7 @@ class Scenario:
                 await self._write_batch(
                     self.stubs[0], self.user(0), base + chunk * 1000, 1000, 10_000
                 )
+            await asyncio.sleep(COMPACTION_WAIT_S)
 
     async def _write_batch(
         self, stub: pb_grpc.HeartRateMonitorStub, user: str, base: int, step: int, n: int
