@@ -34,6 +34,10 @@ from typing import Generic, TypeVar, cast
 
 from heartrate_serve.core.errors import Overloaded
 
+# The linger's concurrency is the most callers queued or in flight at once in the current window
+# of this many seconds or the one before it.
+PEAK_WINDOW_S = 1.0
+
 T = TypeVar("T")  # a submitted item
 P = TypeVar("P")  # what `prepare` hands to `commit` for the whole round
 R = TypeVar("R")  # one item's result
@@ -75,7 +79,7 @@ class GroupCommit(Generic[T, P, R]):
         self._rounds: set[asyncio.Task[None]] = set()
         self._linger_s = linger_s
         self._in_flight = 0  # callers in open rounds
-        self._peak = 0  # most callers in flight or queued at once, this window (1 s)
+        self._peak = 0  # most callers in flight or queued at once, this window
         self._last_peak = 0  # the same, previous window
         self._window_end = 0.0
         self._queued_at = 0.0  # when the oldest queued item arrived
@@ -137,7 +141,10 @@ class GroupCommit(Generic[T, P, R]):
         now = loop.time()
         present = len(self._queue) + self._in_flight
         if now >= self._window_end:
-            self._last_peak, self._peak, self._window_end = self._peak, present, now + 1.0
+            # A window with no round in it (idle) leaves no peak behind.
+            idle = now >= self._window_end + PEAK_WINDOW_S
+            self._last_peak = 0 if idle else self._peak
+            self._peak, self._window_end = present, now + PEAK_WINDOW_S
         self._peak = max(self._peak, present)
         if present >= max(self._last_peak, self._peak):
             return False  # every caller seen lately is queued or in a round

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from heartrate_serve.service import group_commit
 from heartrate_serve.service.group_commit import GroupCommit, no_commit, no_prepare
 
 # A failure guard only: every wait below is ended by an event the test sets, never by time.
@@ -704,3 +705,17 @@ async def test_linger_never_holds_a_full_round() -> None:
     async with asyncio.timeout(GUARD_S):
         await asyncio.gather(*_submit_all(gc, [Item(n) for n in "abcd"]))
         assert await gc.submit(Item("big", weight=10)) == "big@big"
+
+
+async def test_linger_forgets_the_peak_after_an_idle_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After two windows without a round, a lone caller is the whole concurrency again: it does
+    not wait for the four callers seen before (windows of 20 ms here; a linger of an hour)."""
+    monkeypatch.setattr(group_commit, "PEAK_WINDOW_S", 0.02)
+    rec = Recorder()
+    gc = _lingering(rec, linger_s=3600.0)
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.gather(*_submit_all(gc, [Item(n) for n in "abcd"]))
+        await asyncio.sleep(0.1)  # idle: more than two windows
+        assert await gc.submit(Item("e")) == "e@e"
