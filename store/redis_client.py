@@ -1,9 +1,7 @@
-"""The one place that builds the redis-py client for a URL: a single Redis or a Redis Cluster.
-
-connect() asks the server (INFO cluster -> cluster_enabled) which one it is, so no setting is
-needed, and returns a RedisClient with the same call shape in both modes. Plain key-routed
-commands (get, set, zrangebyscore, hmget, ...) go through `.raw`; what differs between the modes
-(scripts, multi-key reads, SCAN, PING) has a method here.
+"""RedisClient: the store's redis-py client, a single Redis or a Redis Cluster behind one call
+shape (store/redis_connect.py builds it for a URL). Plain key-routed commands (get, set,
+zrangebyscore, hmget, ...) go through `.raw`; what differs between the modes (scripts, multi-key
+reads, SCAN, PING) has a method here.
 
 Cluster-mode notes (redis-py 8.1 asyncio):
 - SCRIPT LOAD is flagged PRIMARIES: `script_load` runs on every primary and returns one sha.
@@ -15,9 +13,9 @@ Cluster-mode notes (redis-py 8.1 asyncio):
   concurrent commands to one node raise MaxConnectionsError at once. So every command of the
   store goes through this class, which lets at most `pool_size` of them use a node at a time and
   makes the others wait (up to timeout_s), as the single-Redis BlockingConnectionPool does
-  (pipelines, single commands, SCRIPT LOAD and SCAN alike). The node pools get SPARE_CONNECTIONS
-  more for what runs outside that gate: PING of the health probe (a busy node is up) and the rare
-  re-runs after MOVED/ASK.
+  (pipelines, single commands, SCRIPT LOAD and SCAN alike: store/cluster_nodes.py). The node
+  pools get SPARE_CONNECTIONS (redis_connect.py) more for what runs outside that gate: PING of
+  the health probe (a busy node is up) and the rare re-runs after MOVED/ASK.
 - Plain commands on `.raw` (raw.get, raw.hmget, ...) bypass that gate; the store uses `call()`.
 - Errors: redis-py strips the code of CLUSTERDOWN/MASTERDOWN/READONLY replies and raises
   ClusterDownError/MasterDownError/ReadOnlyError; `store_errors()` maps these, connection
@@ -33,9 +31,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
@@ -52,14 +48,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import str_if_bytes
 
 from heartrate_serve.core.errors import StoreUnavailable
+from heartrate_serve.store.cluster_nodes import Cmd, NodeTurns
 
-HEALTH_CHECK_INTERVAL_S = 30  # idle seconds after which a pooled connection is PINGed on use
-# Cluster: connections per node beyond pool_size, for the commands outside the per-node gate.
-SPARE_CONNECTIONS = 8
 # One EVALSHA: (KEYS, ARGV).
 Call = tuple[list[str], list[Any]]
-# A raw command and the slot it must run in (None: any primary).
-_Cmd = tuple[int | None, tuple[Any, ...]]
 # Cluster replies worth one more try: connection trouble (after a topology refresh), and
 # MOVED/ASK/TRYAGAIN (resharding), re-run alone through execute_command, which follows them.
 _RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError)
@@ -73,7 +65,7 @@ _UNAVAILABLE_REPLIES = ("MISCONF", "READONLY", "MASTERDOWN", "LOADING", "BUSY ",
 # NOSCRIPT after the reload: the node lost its scripts again in between (restart, failover).
 _UNAVAILABLE_CLUSTER_REPLIES = (ClusterError, ReadOnlyError, TryAgainError, AskError, NoScriptError)
 
-__all__ = ["SPARE_CONNECTIONS", "Call", "RedisClient", "connect", "store_errors"]
+__all__ = ["Call", "RedisClient", "store_errors"]
 
 
 @contextlib.contextmanager
@@ -101,53 +93,6 @@ def _text(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _retry() -> Retry:
-    """One retry after a short backoff: a dropped pooled connection (Redis restarted) is
-    reconnected transparently, and a dead Redis fails a call within ~2 * timeout_s."""
-    return Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1)
-
-
-async def connect(url: str, *, pool_size: int, timeout_s: float) -> RedisClient:
-    """A client for the Redis (single server or cluster node) at `url`.
-
-    Raises a redis ConnectionError/TimeoutError when the server cannot be reached, and
-    RedisClusterException when a cluster node's view of the cluster is not usable."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size,
-        timeout=timeout_s,  # wait for a free pooled connection, s
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry=_retry(),
-    )
-    single = aioredis.Redis.from_pool(pool)
-    try:
-        cluster_enabled = bool((await single.info("cluster")).get("cluster_enabled"))
-    except BaseException:
-        await single.aclose()
-        raise
-    if not cluster_enabled:
-        return RedisClient(single, pool_size=pool_size, timeout_s=timeout_s)
-    await single.aclose()
-    cluster = RedisCluster.from_url(
-        url,
-        # Per node; exhausted -> MaxConnectionsError at once. RedisClient lets pool_size
-        # commands use a node at a time; the spare ones serve PING and MOVED/ASK re-runs.
-        max_connections=pool_size + SPARE_CONNECTIONS,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry=_retry(),  # the cluster client uses only its retry count (topology refresh)
-    )
-    try:
-        await cluster.initialize()  # CLUSTER SLOTS: nodes and slot map
-    except BaseException:
-        await cluster.aclose()
-        raise
-    return RedisClient(cluster, pool_size=pool_size, timeout_s=timeout_s)
-
-
 def _sha1(script: str) -> str:
     """The sha1 hex of a script, as SCRIPT LOAD answers it."""
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
@@ -169,9 +114,7 @@ class RedisClient:
         BlockingConnectionPool does the same)."""
         self.raw = raw
         self.is_cluster = isinstance(raw, RedisCluster)
-        self._pool_size = pool_size
-        self._timeout_s = timeout_s
-        self._gates: dict[str, asyncio.Semaphore] = {}  # cluster node name -> its turns
+        self._nodes = NodeTurns(pool_size, timeout_s)  # cluster: each node's turns
         self._loading: dict[str, asyncio.Future[Any]] = {}  # script sha -> its SCRIPT LOADs
         self._loaded: set[str] = set()  # shas this client loaded before their first EVALSHA
 
@@ -200,7 +143,7 @@ class RedisClient:
         loading = self._loading.get(sha)
         if loading is None:
             nodes = self.raw.get_primaries()
-            loads = (self._on_node(n, ("SCRIPT LOAD", script)) for n in nodes)
+            loads = (self._nodes.on_node(n, ("SCRIPT LOAD", script)) for n in nodes)
             loading = asyncio.ensure_future(asyncio.gather(*loads, return_exceptions=True))
             self._loading[sha] = loading
             loading.add_done_callback(lambda _: self._loading.pop(sha, None))
@@ -213,7 +156,7 @@ class RedisClient:
         must be in one slot (else ValueError, before anything runs); calls are pipelined per
         node and the nodes run in parallel. Calls that get NOSCRIPT (restarted, failed-over or
         flushed script cache) are retried once after SCRIPT LOAD on every primary."""
-        cmds: list[_Cmd] = []
+        cmds: list[Cmd] = []
         for keys, args in calls:
             slots = {self.slot_of(k) for k in keys}
             if len(slots) > 1:
@@ -248,7 +191,7 @@ class RedisClient:
         as the server sends them (no redis-py option parsing: WITHSCORES answers a flat list)."""
         return await self._execute([(self.slot_of(str(c[1])), tuple(c)) for c in cmds])
 
-    async def _execute(self, cmds: list[_Cmd]) -> list[Any]:
+    async def _execute(self, cmds: list[Cmd]) -> list[Any]:
         """The commands pipelined (per node in a cluster); replies in order, errors as values."""
         if not isinstance(self.raw, RedisCluster):
             try:
@@ -258,12 +201,12 @@ class RedisClient:
                     return list(await pipe.execute(raise_on_error=False))
             except Exception as e:  # connection lost (after the pool's one retry)
                 return [e] * len(cmds)
-        replies = await self._per_node(self.raw, cmds)
+        replies = await self._nodes.per_node(self.raw, cmds)
         todo = [i for i, r in enumerate(replies) if _retryable(r)]
         if todo:  # dead, restarted or failed-over node: refresh the slot map, try once more
             with contextlib.suppress(Exception):
                 await self.raw.nodes_manager.initialize()
-            retried = await self._per_node(self.raw, [cmds[i] for i in todo])
+            retried = await self._nodes.per_node(self.raw, [cmds[i] for i in todo])
             for i, reply in zip(todo, retried, strict=True):
                 replies[i] = reply
         todo = [i for i, r in enumerate(replies) if isinstance(r, _REDIRECT_ERRORS)]
@@ -273,63 +216,6 @@ class RedisClient:
         ):
             replies[i] = reply
         return replies
-
-    async def _per_node(self, raw: RedisCluster, cmds: list[_Cmd]) -> list[Any]:
-        """One pipeline per primary (owner of the commands' slots), all in parallel, each when
-        its node has a free turn."""
-        replies: list[Any] = [None] * len(cmds)
-        try:
-            await raw.initialize()  # no-op unless an error asked for a topology refresh
-        except Exception as e:
-            return [e] * len(cmds)
-        groups: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
-        for i, (slot, args) in enumerate(cmds):
-            try:
-                m = raw.nodes_manager
-                node = raw.get_random_primary_node() if slot is None else m.get_node_from_slot(slot)
-            except Exception as e:  # SlotNotCoveredError
-                replies[i] = e
-                continue
-            groups.setdefault(node.name, (node, []))[1].append(PipelineCommand(i, *args))
-
-        async def run(node: ClusterNode, group: list[PipelineCommand]) -> None:
-            try:
-                async with self._turn(node):
-                    await node.execute_pipeline(group)  # sets each command's result or error
-            except Exception as e:  # no turn, could not connect / send: nothing came back
-                for cmd in group:
-                    cmd.result = e
-
-        await asyncio.gather(*(run(node, group) for node, group in groups.values()))
-        for _, group in groups.values():
-            for cmd in group:
-                replies[cmd.position] = cmd.result
-        return replies
-
-    async def _on_node(self, node: ClusterNode, args: tuple[Any, ...]) -> Any:
-        """One command on one cluster node, in its turn; the reply, or the error raised."""
-        async with self._turn(node):
-            return await node.execute_command(*args)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, node: ClusterNode) -> AsyncIterator[None]:
-        """One of the node's pool_size turns, waited for up to timeout_s (then
-        MaxConnectionsError, a ConnectionError: "no connection free in time", not retried)."""
-        gate = self._gates.get(node.name)
-        if gate is None:
-            gate = self._gates[node.name] = asyncio.Semaphore(self._pool_size)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await gate.acquire()
-        except TimeoutError:
-            raise MaxConnectionsError(
-                f"no connection to {node.name} free within {self._timeout_s} s "
-                f"({self._pool_size} in use)"
-            ) from None
-        try:
-            yield
-        finally:
-            gate.release()
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         """GET of every key in caller order (None when missing); any slots in cluster mode."""
@@ -357,7 +243,7 @@ class RedisClient:
             cursor = 0
             while True:
                 try:
-                    cursor, keys = await self._on_node(
+                    cursor, keys = await self._nodes.on_node(
                         node, ("SCAN", cursor, "MATCH", match, "COUNT", count)
                     )
                 except Exception as e:

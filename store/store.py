@@ -4,7 +4,7 @@ Key schema and layout: store/keys.py. Writes are store.lua (one EVALSHA per slot
 readings, see store/write_plan.py); reads are read.lua (hot part and compacted chunks of a user in
 one atomic step); compaction (store/compaction.py) moves closed chunks of the hot sorted sets into
 compressed blobs (store/codec.py). REDIS_URL may name a single Redis or any node of a Redis Cluster
-(store/redis_client.py detects which).
+(store/redis_connect.py detects which).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from heartrate_serve.store.keys import (
     READINGS_KEY,
 )
 from heartrate_serve.store.readings import Readings, merge_read
-from heartrate_serve.store.redis_client import RedisClient, connect, store_errors
+from heartrate_serve.store.redis_client import RedisClient, store_errors
+from heartrate_serve.store.redis_connect import connect
 from heartrate_serve.store.webhook_state import USER_TARGET, WebhookState
 from heartrate_serve.store.writes import write_sorted
 

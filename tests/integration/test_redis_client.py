@@ -25,7 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
-from heartrate_serve.store.redis_client import RedisClient, connect
+from heartrate_serve.store.redis_client import RedisClient
+from heartrate_serve.store.redis_connect import connect
 from tests.support.redis_cluster import RedisCluster
 
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
