@@ -13,7 +13,8 @@ Claims: `sub` is the caller's user_id; `scope` (space-separated) grants
   heartrate:read   status, get profile and zones over stored readings, for sub and for the users
                    listed in a `users` claim (caregivers, clinicians);
   heartrate:admin  both, for any user.
-Zones over readings sent in the request need any valid token.
+Zones over readings sent in the request need any valid token. The rights model (scopes,
+Right, Principal, refusal reasons) is in service/principal.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,19 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from heartrate_serve.core.errors import PermissionDenied, Unauthenticated
+from heartrate_serve.core.errors import PermissionDenied
+from heartrate_serve.service.principal import (
+    SCOPE_ADMIN,
+    SCOPE_READ,
+    SCOPE_WRITE,
+    AuthFailed,
+    FailReason,
+    Principal,
+    Right,
+    principal_from_claims,
+)
 from heartrate_serve.settings import Settings
 
-SCOPE_READ = "heartrate:read"
-SCOPE_WRITE = "heartrate:write"
-SCOPE_ADMIN = "heartrate:admin"
 # Clock skew tolerated on exp / nbf / iat, seconds.
 LEEWAY_S = 30
 # Verified tokens kept (each until its exp): a repeated token costs a dict lookup, not a
@@ -47,67 +54,6 @@ CACHE_SIZE = 10_000
 MAX_TOKEN_BYTES = 8192
 # Public-key algorithms accepted, per key type; HS256 only with a secret.
 _ASYMMETRIC = {"RSA": "RS256", "EC": "ES256"}
-
-
-class Right(Enum):
-    """What a call needs for a user."""
-
-    READ = SCOPE_READ
-    WRITE = SCOPE_WRITE
-
-
-class FailReason(Enum):
-    """Why a token was refused (the label of the auth-failure metric)."""
-
-    MISSING = "missing"
-    MALFORMED = "malformed"
-    EXPIRED = "expired"
-    BAD_SIGNATURE = "bad_signature"
-    UNKNOWN_KEY = "unknown_key"
-    WRONG_ISSUER = "wrong_issuer"
-    WRONG_AUDIENCE = "wrong_audience"
-    BAD_CLAIMS = "bad_claims"
-    FORBIDDEN = "forbidden"  # valid token, missing right (PERMISSION_DENIED)
-
-
-class AuthFailed(Unauthenticated):
-    """Unauthenticated with its reason, for the metric."""
-
-    def __init__(self, reason: FailReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[type[AuthFailed], tuple[FailReason, str]]:
-        return (type(self), (self.reason, str(self)))
-
-
-@dataclass(frozen=True)
-class Principal:
-    """A verified caller."""
-
-    sub: str
-    scopes: frozenset[str]
-    users: frozenset[str]  # whom a reader may read besides sub
-    exp: int  # Unix seconds
-
-    def may(self, right: Right, user: str) -> bool:
-        """True when this caller has `right` on `user`."""
-        if SCOPE_ADMIN in self.scopes:
-            return True
-        if right.value not in self.scopes:
-            return False
-        return user == self.sub or (right is Right.READ and user in self.users)
-
-    def deny_reason(self, right: Right, user: str) -> str:
-        """What is missing for `right` on `user` (the PERMISSION_DENIED message)."""
-        if right.value not in self.scopes:
-            return f"the token lacks scope {right.value} (or {SCOPE_ADMIN})"
-        if right is Right.READ:
-            return (
-                f"the token may read its sub and its users claim, not user_id {user!r} "
-                f"(needs {SCOPE_ADMIN} or {user!r} in users)"
-            )
-        return f"the token may write only its sub, not user_id {user!r} (needs {SCOPE_ADMIN})"
 
 
 @dataclass(frozen=True)
@@ -275,7 +221,7 @@ class Authenticator:
             raise AuthFailed(FailReason.BAD_SIGNATURE, "token signature does not verify") from None
         except jwt.PyJWTError as error:
             raise AuthFailed(FailReason.MALFORMED, f"token rejected: {_safe(error)}") from None
-        principal = _principal(claims)
+        principal = principal_from_claims(claims)
         if principal.exp + self._leeway < now:
             raise AuthFailed(FailReason.EXPIRED, "token expired")
         nbf = claims.get("nbf")
@@ -294,20 +240,6 @@ class Authenticator:
         if principal.exp + self._leeway < self._clock():
             self.on_failure(FailReason.EXPIRED)
             raise AuthFailed(FailReason.EXPIRED, "token expired during the stream")
-
-
-def _principal(claims: dict[str, Any]) -> Principal:
-    sub, scope, users = claims.get("sub"), claims.get("scope", ""), claims.get("users", [])
-    if not isinstance(sub, str) or not sub:
-        raise AuthFailed(FailReason.BAD_CLAIMS, "token sub must be a non-empty string")
-    if not isinstance(scope, str):
-        raise AuthFailed(FailReason.BAD_CLAIMS, "token scope must be a space-separated string")
-    if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
-        raise AuthFailed(FailReason.BAD_CLAIMS, "token users must be a list of user_ids")
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float):
-        raise AuthFailed(FailReason.BAD_CLAIMS, "token exp must be a number")
-    return Principal(sub, frozenset(scope.split()), frozenset(users), int(exp))
 
 
 def _safe(error: Exception) -> str:
@@ -342,3 +274,17 @@ def authenticator_from_settings(
         audience=settings.auth_jwt_audience,
         on_failure=on_failure,
     )
+
+
+__all__ = [
+    "SCOPE_ADMIN",
+    "SCOPE_READ",
+    "SCOPE_WRITE",
+    "AuthFailed",
+    "Authenticator",
+    "FailReason",
+    "KeySet",
+    "Principal",
+    "Right",
+    "authenticator_from_settings",
+]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from heartrate_serve.core.alert_feed import AlertRecord
 from heartrate_serve.core.alerts import AlertRules, AlertState
 from heartrate_serve.core.constants import (
     ORIGINAL_OUT_OF_RANGE,
@@ -215,4 +216,16 @@ def profile_to_proto(p: UserProfile) -> pb.UserProfile:
         normal_high_bpm=p.normal_high_bpm,
         custom_zone_lower_bpm=list(p.custom_zone_lower_bpm),
         webhook_url=p.webhook_url,
+    )
+
+
+def alert_event(record: AlertRecord) -> pb.AlertEvent:
+    """An AlertRecord as the wire's AlertEvent."""
+    return pb.AlertEvent(
+        event_id=record.event_id,
+        user_id=record.user_id,
+        alert_type=record.alert_type,  # type: ignore[arg-type]
+        active=record.active,
+        at_ms=record.at_ms,
+        bpm=record.bpm,
     )

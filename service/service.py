@@ -14,44 +14,34 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
-from heartrate_serve.core.alert_feed import AlertRecord, parse_cursor, watched_users
+from heartrate_serve.core.alert_feed import parse_cursor, watched_users
 from heartrate_serve.core.batches import ZoneJob
-from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.core.errors import (
-    DependencyUnavailable,
     InvalidRequest,
     NotFound,
     Overloaded,
-    PermissionDenied,
     StoreUnavailable,
-    Unauthenticated,
 )
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import canonical_user_id
-from heartrate_serve.core.zones import SessionAnalysis
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service import convert
 from heartrate_serve.service.auth import Authenticator, Principal, Right
 from heartrate_serve.service.bands import ProfileBands
-from heartrate_serve.service.group_commit import GroupCommit, no_commit
 from heartrate_serve.service.health import HealthProbe, health_status
 from heartrate_serve.service.metrics import current
-from heartrate_serve.service.ordered_window import ordered_map
 from heartrate_serve.service.pipeline import BatchOutcome, ReadingBatch, ReadingPipeline
 from heartrate_serve.service.ports import StorePort, ValidatorPort, ZonePort
 from heartrate_serve.service.stamps import ServerStamps
+from heartrate_serve.service.stream_answers import StreamAnswers
 from heartrate_serve.service.tunables import IngressTunables
-from heartrate_serve.service.wire import Undecodable, decoded
+from heartrate_serve.service.wire import decoded
 from heartrate_serve.service.zone_query import zone_query
 from heartrate_serve.service.zone_response import zone_response
-from heartrate_serve.service.zone_rounds import MAX_OPEN_ROUNDS as ZONE_OPEN_ROUNDS
 from heartrate_serve.service.zone_rounds import ZoneRounds
 
 log = logging.getLogger("heartrate_serve.service")
 STORE_DOWN = "Redis is down or unreachable: readings were not stored; retry later"
-Analyses = list[SessionAnalysis | BaseException]
-# Readings of one stream in flight at once (validated and stored together, answered in order).
-STREAM_WINDOW = 64
 
 
 def now_ms() -> int:
@@ -84,16 +74,10 @@ class HeartRateService:
         self._bands = ProfileBands(store, self._tun.profile_cache_ttl_s)
         self._stamps = ServerStamps()
         self.pipeline = ReadingPipeline(store, validator, self._bands, clock_ms)
+        self._stream_answers = StreamAnswers(self.pipeline, self._reading, auth, self._for_user)
         self._open_streams = 0
         self.zone_rounds = ZoneRounds(zones)
-        self._zone_commit: GroupCommit[ZoneJob, Analyses, SessionAnalysis] = GroupCommit(
-            self.zone_rounds.analyse,
-            no_commit,
-            weight=lambda job: job.readings,
-            max_weight=self.zone_rounds.max_round_readings,
-            max_rounds=ZONE_OPEN_ROUNDS,
-            what="zone readings",
-        )
+        self._zone_commit = self.zone_rounds.group_commit()
         self._apply_bounds()
         self.health = HealthProbe(store, validator, zones)
 
@@ -172,18 +156,12 @@ class HeartRateService:
         then every reading is checked (its user_id against the token, the token's exp): one the
         token may not write is answered REJECT_REASON_PERMISSION_DENIED and never stored."""
         caller = self._caller(authorization)
-        one = self._stream_one
-        if caller is not None:
-
-            async def one(request: pb.HeartRateRequest) -> pb.HeartRateResponse:
-                return await self._stream_one_checked(caller, request)
-
         self._claim_stream()
         counts = {"sent": 0, "rejected": 0}
         log.info("stream opened")
         current().stream(True)
         try:
-            async for resp in ordered_map(requests, one, STREAM_WINDOW):
+            async for resp in self._stream_answers.answers(requests, caller):
                 counts["sent"] += 1
                 counts["rejected"] += not resp.success
                 yield resp
@@ -191,41 +169,6 @@ class HeartRateService:
             self._open_streams -= 1
             current().stream(False)
             log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
-
-    async def _stream_one_checked(
-        self, caller: Principal, request: pb.HeartRateRequest
-    ) -> pb.HeartRateResponse:
-        """_stream_one after the reading's auth check (answered, never raised)."""
-        assert self._auth is not None
-        if isinstance(request, Undecodable):
-            return _rejected(RejectReason.INVALID_MESSAGE, request.error().message)
-        try:
-            self._auth.still_valid(caller)
-            request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
-        except Unauthenticated as error:
-            return _rejected(RejectReason.UNAUTHENTICATED, str(error))
-        except PermissionDenied as error:
-            return _rejected(RejectReason.PERMISSION_DENIED, str(error))
-        except InvalidRequest as error:
-            return _rejected(RejectReason.INVALID_USER_ID, str(error))
-        return await self._stream_one(request)
-
-    async def _stream_one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
-        """One reading of a stream: every problem is answered in the response, never raised."""
-        if isinstance(request, Undecodable):
-            return _rejected(RejectReason.INVALID_MESSAGE, request.error().message)
-        try:
-            batch = self._reading(request)
-            out = await self.pipeline.submit(batch, "StreamHeartRate")
-        except InvalidRequest as error:
-            return _rejected(RejectReason.INVALID_USER_ID, str(error))
-        except StoreUnavailable as error:
-            return _rejected(RejectReason.STORE_UNAVAILABLE, str(error))
-        except DependencyUnavailable as error:
-            return _rejected(RejectReason.SERVICE_UNAVAILABLE, str(error))
-        except Overloaded as error:
-            return _rejected(RejectReason.OVERLOADED, str(error))
-        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
 
     async def SubmitHeartRateBatch(
         self, request: pb.HeartRateBatchRequest, authorization: str | None = None
@@ -311,7 +254,7 @@ class HeartRateService:
                 if caller is not None:
                     assert self._auth is not None
                     self._auth.still_valid(caller)
-                yield _alert_event(record)
+                yield convert.alert_event(record)
         finally:
             self._open_streams -= 1
             log.info("watch closed")
@@ -368,25 +311,3 @@ class HeartRateService:
     async def aclose(self) -> None:
         """Closes the store's connections."""
         await self._store.aclose()
-
-
-def _alert_event(record: AlertRecord) -> pb.AlertEvent:
-    """An AlertRecord as the wire's AlertEvent."""
-    return pb.AlertEvent(
-        event_id=record.event_id,
-        user_id=record.user_id,
-        alert_type=record.alert_type,  # type: ignore[arg-type]
-        active=record.active,
-        at_ms=record.at_ms,
-        bpm=record.bpm,
-    )
-
-
-def _rejected(reason: RejectReason, error: str) -> pb.HeartRateResponse:
-    """A stream answer for a reading that was not stored."""
-    return pb.HeartRateResponse(
-        success=False,
-        error=error,
-        reject_reason=int(reason),  # type: ignore[arg-type]
-        error_detail=error,
-    )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from heartrate_serve.core.batches import ZoneJob
 from heartrate_serve.core.zones import SessionAnalysis
+from heartrate_serve.service.group_commit import GroupCommit, no_commit
 from heartrate_serve.service.metrics import timed_zones
 from heartrate_serve.service.pipeline import split_by_weight
 from heartrate_serve.service.ports import ZonePort
@@ -21,6 +22,7 @@ from heartrate_serve.service.ports import ZonePort
 ROUND_MAX_READINGS = 2_000_000
 # Rounds analysed at once (their parts spread over the ZoneCalculator replicas).
 MAX_OPEN_ROUNDS = 4
+Analyses = list[SessionAnalysis | BaseException]
 
 
 class ZoneRounds:
@@ -30,7 +32,19 @@ class ZoneRounds:
         self._zones = zones
         self.max_round_readings = max_round_readings
 
-    async def analyse(self, jobs: Sequence[ZoneJob]) -> list[SessionAnalysis | BaseException]:
+    def group_commit(self) -> GroupCommit[ZoneJob, Analyses, SessionAnalysis]:
+        """Concurrent zone requests coalesced into rounds that this analyses (the commit stage
+        only hands the results on); up to MAX_OPEN_ROUNDS rounds at once."""
+        return GroupCommit(
+            self.analyse,
+            no_commit,
+            weight=lambda job: job.readings,
+            max_weight=self.max_round_readings,
+            max_rounds=MAX_OPEN_ROUNDS,
+            what="zone readings",
+        )
+
+    async def analyse(self, jobs: Sequence[ZoneJob]) -> Analyses:
         """One result per job: its analysis, its InvalidRequest, or its part's failure."""
         parts = split_by_weight([job.readings for job in jobs], self._zones.max_readings_per_call)
         calls = [timed_zones(self._zones.analyse, [jobs[i] for i in part]) for part in parts]

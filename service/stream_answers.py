@@ -1,0 +1,106 @@
+"""StreamHeartRate's answers: one per reading, in order, each reading validated and stored with
+everyone else's (the reading pipeline). Every problem with a reading is answered in its
+response (success=false, a reject reason), never raised, so a stream goes on past it.
+
+Readings of one stream are pipelined: up to STREAM_WINDOW are in flight at once (a device that
+sends faster than one round trip gets its readings into the same group-commit round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from heartrate_serve.core.constants import RejectReason
+from heartrate_serve.core.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    Overloaded,
+    PermissionDenied,
+    StoreUnavailable,
+    Unauthenticated,
+)
+from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.service import convert
+from heartrate_serve.service.auth import Authenticator, Principal, Right
+from heartrate_serve.service.ordered_window import ordered_map
+from heartrate_serve.service.pipeline import ReadingBatch, ReadingPipeline
+from heartrate_serve.service.wire import Undecodable
+
+# Readings of one stream in flight at once (validated and stored together, answered in order).
+STREAM_WINDOW = 64
+
+
+class StreamAnswers:
+    """Answers the readings of StreamHeartRate calls."""
+
+    def __init__(
+        self,
+        pipeline: ReadingPipeline,
+        reading: Callable[[pb.HeartRateRequest], ReadingBatch],
+        auth: Authenticator | None,
+        for_user: Callable[[Principal | None, str, Right], str],
+    ) -> None:
+        """reading: a request as a batch of one (InvalidRequest for a bad user_id); for_user:
+        the user_id a call may act on (the service core's authorization step)."""
+        self._pipeline = pipeline
+        self._reading = reading
+        self._auth = auth
+        self._for_user = for_user
+
+    def answers(
+        self, requests: AsyncIterator[pb.HeartRateRequest], caller: Principal | None
+    ) -> AsyncIterator[pb.HeartRateResponse]:
+        """One answer per request, in order. caller None: auth off; else every reading is
+        checked against the caller's token first."""
+        if caller is None:
+            return ordered_map(requests, self._one, STREAM_WINDOW)
+
+        async def one(request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+            return await self._one_checked(caller, request)
+
+        return ordered_map(requests, one, STREAM_WINDOW)
+
+    async def _one_checked(
+        self, caller: Principal, request: pb.HeartRateRequest
+    ) -> pb.HeartRateResponse:
+        """_one after the reading's auth check (answered, never raised)."""
+        assert self._auth is not None
+        if isinstance(request, Undecodable):
+            return rejected(RejectReason.INVALID_MESSAGE, request.error().message)
+        try:
+            self._auth.still_valid(caller)
+            request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
+        except Unauthenticated as error:
+            return rejected(RejectReason.UNAUTHENTICATED, str(error))
+        except PermissionDenied as error:
+            return rejected(RejectReason.PERMISSION_DENIED, str(error))
+        except InvalidRequest as error:
+            return rejected(RejectReason.INVALID_USER_ID, str(error))
+        return await self._one(request)
+
+    async def _one(self, request: pb.HeartRateRequest) -> pb.HeartRateResponse:
+        """One reading of a stream: every problem is answered in the response, never raised."""
+        if isinstance(request, Undecodable):
+            return rejected(RejectReason.INVALID_MESSAGE, request.error().message)
+        try:
+            batch = self._reading(request)
+            out = await self._pipeline.submit(batch, "StreamHeartRate")
+        except InvalidRequest as error:
+            return rejected(RejectReason.INVALID_USER_ID, str(error))
+        except StoreUnavailable as error:
+            return rejected(RejectReason.STORE_UNAVAILABLE, str(error))
+        except DependencyUnavailable as error:
+            return rejected(RejectReason.SERVICE_UNAVAILABLE, str(error))
+        except Overloaded as error:
+            return rejected(RejectReason.OVERLOADED, str(error))
+        return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
+
+
+def rejected(reason: RejectReason, error: str) -> pb.HeartRateResponse:
+    """A stream answer for a reading that was not stored."""
+    return pb.HeartRateResponse(
+        success=False,
+        error=error,
+        reject_reason=int(reason),  # type: ignore[arg-type]
+        error_detail=error,
+    )
