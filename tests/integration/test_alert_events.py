@@ -95,7 +95,11 @@ async def test_replay_after_a_cursor_then_live(store: ReadingStore) -> None:
     """after_event_id: the cursor user's later events, the other users' from its ms on, then
     live; the cursor's own event is not sent again."""
     ts = [T0 + i * 1000 for i in range(8)]
+    # Events of different users are ordered by stream id, whose unit is the server's
+    # millisecond; within one millisecond there is no order across users (core/alert_feed.py).
+    # The sleeps put each write in a later millisecond, so the order below is the defined one.
     await write(store, "a", ts[:4], [HIGH, N, N, N])  # raise a, clear a
+    await asyncio.sleep(0.005)
     await write(store, "b", ts[:1], [LOW])  # raise b
     await asyncio.sleep(0.005)
     await write(store, "a", ts[4:5], [LOW])  # raise a (LOW)
