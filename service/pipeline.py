@@ -5,8 +5,8 @@ is validated by the validator port (one call per part of at most `max_readings_p
 readings, parts split by caller and sent at once), then written to Redis in one script call while
 the next round is being validated; the answers are split back per caller. Rounds wait briefly
 for callers still on their way back when the validator port asks for it (round_linger_s: a
-deployment hop costs the same for 1 reading or 15). A part whose validation
-failed answers its own callers with that error; the rest of the round is stored.
+deployment hop costs the same for 1 reading or 15). A part whose validation failed answers its
+own callers with that error; the rest of the round is stored.
 """
 
 from __future__ import annotations
