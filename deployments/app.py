@@ -6,7 +6,7 @@ deployments' options (replicas, autoscaling, CPUs, user_config) live in that fil
 
 # No `from __future__ import annotations`: Serve reads build_app's annotation at run time to
 # turn the config's `args` dict into AppArgs.
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from heartrate_serve.deployments.ingress import IngressDeployment
@@ -15,7 +15,9 @@ from heartrate_serve.deployments.zone_calculator import ZoneCalculatorDeployment
 
 
 class AppArgs(BaseModel):
-    """Arguments of the application (serve_config.yaml `args`)."""
+    """Arguments of the application (serve_config.yaml `args`); unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     redis_url: str | None = Field(
         default=None,

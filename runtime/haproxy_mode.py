@@ -8,10 +8,10 @@ import os
 import random
 import shlex
 import shutil
-import signal
 import socket
-import subprocess
 from pathlib import Path
+
+import psutil
 
 from heartrate_serve.service.wire import GRPC_HARD_MAX_BYTES
 from heartrate_serve.settings import Settings
@@ -196,9 +196,11 @@ def kill_orphan_haproxy(env: dict[str, str]) -> None:
     state = env.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE")
     if not state:
         return
-    found = subprocess.run(["pgrep", "-f", f"haproxy.*{state}"], capture_output=True, text=True)
-    for pid in found.stdout.split():
-        if int(pid) != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+    for proc in psutil.process_iter(["cmdline"]):
+        words = proc.info["cmdline"] or []
+        if proc.pid == os.getpid() or not any("haproxy" in word for word in words):
+            continue
+        if any(state in word for word in words):  # its -f names a file in this state folder
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
     shutil.rmtree(state, ignore_errors=True)

@@ -14,7 +14,8 @@ import os
 import shutil
 import signal
 import subprocess
-from pathlib import Path
+
+import psutil
 
 PACKAGE = "prometheus"
 BINARIES = ("promtool", "prometheus")
@@ -26,16 +27,10 @@ OWN_FLAG = "--web.listen-address=127.0.0.1:"
 def _daemon_pids() -> set[int]:
     """Pids of prometheus servers that are not a test's own (tests always pass OWN_FLAG)."""
     pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            exe = os.readlink(entry / "exe")
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if exe.endswith("/prometheus") and OWN_FLAG not in cmdline:
-            pids.add(int(entry.name))
+    for proc in psutil.process_iter(["exe", "cmdline"]):
+        exe, cmdline = proc.info["exe"] or "", proc.info["cmdline"] or []
+        if exe.endswith("/prometheus") and not any(OWN_FLAG in word for word in cmdline):
+            pids.add(proc.pid)
     return pids
 
 

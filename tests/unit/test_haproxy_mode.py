@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from heartrate_serve.runtime.haproxy_mode import (
@@ -12,6 +13,7 @@ from heartrate_serve.runtime.haproxy_mode import (
     free_port_block,
     grpc_bind_edit,
     haproxy_env,
+    kill_orphan_haproxy,
 )
 from heartrate_serve.settings import Settings
 from tests.support.certs import make_pki
@@ -113,3 +115,25 @@ def test_idle_streams_are_kept_a_day_not_serve_s_hour(tmp_path: Path) -> None:
     env = haproxy_env(Settings(), tmp_path / "h")
     assert env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"] == "86400"
     assert env["RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S"] == "86400"
+
+
+def test_kill_orphan_haproxy_kills_only_this_instances_haproxy(tmp_path: Path) -> None:
+    """An haproxy left with this instance's state folder is killed and the folder removed; one
+    of another instance is left alone."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    (ours / "haproxy.cfg").write_text("")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)", "haproxy", "-f"]
+    mine = subprocess.Popen([*sleeper, str(ours / "haproxy.cfg")])
+    other = subprocess.Popen([*sleeper, str(theirs / "haproxy.cfg")])
+    try:
+        kill_orphan_haproxy({"RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(ours)})
+        assert mine.wait(timeout=10) != 0
+        assert other.poll() is None
+        assert not ours.exists()
+        kill_orphan_haproxy({})  # no HAProxy mode: nothing to do
+        assert other.poll() is None
+    finally:
+        for proc in (mine, other):
+            proc.kill()
+            proc.wait()

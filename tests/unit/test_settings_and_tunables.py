@@ -328,3 +328,15 @@ def test_serve_config_user_configs_are_valid_tunables() -> None:
             if isinstance(parsed, ValidatorTunables):
                 parsed.rules(30)  # consistent bands
     assert seen == set(models)
+
+
+def test_app_args_refuse_unknown_keys() -> None:
+    """serve_config.yaml `args` with a misspelt key fails the deploy instead of being ignored."""
+    from heartrate_serve.deployments.app import AppArgs
+
+    assert AppArgs.model_validate({"redis_url": "redis://127.0.0.1:1"}).redis_url == (
+        "redis://127.0.0.1:1"
+    )
+    assert AppArgs.model_validate({}).redis_url is None
+    with pytest.raises(ValidationError, match="redis_ulr"):
+        AppArgs.model_validate({"redis_ulr": "redis://127.0.0.1:1"})
