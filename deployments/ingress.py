@@ -24,10 +24,10 @@ from starlette.responses import Response
 
 from heartrate_serve.core.errors import DeadlineExceeded, Overloaded, Unauthenticated
 from heartrate_serve.dashboard.app import Dashboard
-from heartrate_serve.deployments.observability import observe_replica
 from heartrate_serve.deployments.remote_ports import RemoteValidator, RemoteZones
 from heartrate_serve.notify.webhooks import start_dispatcher
 from heartrate_serve.proto import heartrate_service_pb2 as pb
+from heartrate_serve.runtime.observability import observe_replica
 from heartrate_serve.service.auth import authenticator_from_settings
 from heartrate_serve.service.service import HeartRateService
 from heartrate_serve.service.status_codes import STATUS_DETAILS_KEY, rich_details, status_for

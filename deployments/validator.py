@@ -17,7 +17,7 @@ from heartrate_serve.core.batches import validate_batch
 from heartrate_serve.core.round_codec import pack_output, unpack_request
 from heartrate_serve.core.validation import ValidationRules
 from heartrate_serve.deployments.autoscaling import WorkMeter
-from heartrate_serve.deployments.observability import observe_replica
+from heartrate_serve.runtime.observability import observe_replica
 from heartrate_serve.service.tunables import ValidatorTunables
 from heartrate_serve.settings import Settings
 

@@ -13,7 +13,7 @@ from heartrate_serve.core.batches import ZoneJob, analyse_jobs
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.zones import SessionAnalysis
 from heartrate_serve.deployments.autoscaling import WorkMeter
-from heartrate_serve.deployments.observability import observe_replica
+from heartrate_serve.runtime.observability import observe_replica
 from heartrate_serve.service.tunables import ZoneTunables
 from heartrate_serve.settings import Settings
 

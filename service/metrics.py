@@ -5,7 +5,7 @@ driver sets heartrate_redis_up (redis_watch.py). Ray prefixes every name with `r
 get `_total`: `heartrate_readings_accepted` is scraped as `ray_heartrate_readings_accepted_total`.
 
 The process's metrics are `current()`: the no-op `ServiceMetrics` until a Serve replica installs
-`RayMetrics` (deployments/observability.py). So metric objects are created lazily inside
+`RayMetrics` (runtime/observability.py). So metric objects are created lazily inside
 replicas, never at import time, and the unit tests and the plain baseline server (which run the
 service core without Ray) record nothing.
 

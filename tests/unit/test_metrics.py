@@ -13,7 +13,7 @@ import pytest
 
 from heartrate_serve.core.batches import ZoneJob
 from heartrate_serve.core.validation import ValidationRules
-from heartrate_serve.deployments import observability as obs
+from heartrate_serve.runtime import observability as obs
 from heartrate_serve.runtime.redis_watch import RedisUpGauge
 from heartrate_serve.service import metrics as m
 from heartrate_serve.service.bands import ProfileBands
