@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from heartrate_serve.cli.errors import InputError
+from heartrate_serve.core.errors import InputError
 from heartrate_serve.settings import is_loopback
 
 Metadata = tuple[tuple[str, str], ...]

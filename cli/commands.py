@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from heartrate_serve.cli.errors import EXIT_NOT_SERVING, EXIT_OK, InputError, describe_rpc_error
+from heartrate_serve.cli.exit_codes import EXIT_NOT_SERVING, EXIT_OK, describe_rpc_error
 from heartrate_serve.cli.inputs import (
     BadLine,
     Reading,
@@ -44,6 +44,7 @@ from heartrate_serve.cli.resending import (
     StreamStats,
     call_with_retry,
 )
+from heartrate_serve.core.errors import InputError
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.settings import Settings
 

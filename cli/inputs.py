@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from heartrate_serve.cli.errors import InputError
+from heartrate_serve.core.errors import InputError
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1

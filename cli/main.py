@@ -30,18 +30,18 @@ from heartrate_serve.cli.channel import (
     with_token,
 )
 from heartrate_serve.cli.commands import default_address
-from heartrate_serve.cli.errors import (
+from heartrate_serve.cli.exit_codes import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    InputError,
     describe_rpc_error,
     rpc_error_report,
 )
 from heartrate_serve.cli.output import warn
 from heartrate_serve.cli.parser import parse_args
+from heartrate_serve.core.errors import InputError, SettingsError
 from heartrate_serve.proto import heartrate_service_pb2_grpc as pb_grpc
-from heartrate_serve.settings import Settings, SettingsError
+from heartrate_serve.settings import Settings
 
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:

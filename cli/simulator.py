@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from heartrate_serve.cli.channel import open_aio_channel, with_token
 from heartrate_serve.cli.commands import resend_counts, retry_policy
-from heartrate_serve.cli.errors import EXIT_OK
+from heartrate_serve.cli.exit_codes import EXIT_OK
 from heartrate_serve.cli.inputs import now_ms
 from heartrate_serve.cli.output import Json, Tally, emit
 from heartrate_serve.cli.resending import AsyncResendingStream, StreamStats

@@ -19,8 +19,9 @@ from typing import TypeVar
 
 import jwt
 
-from heartrate_serve.cli.errors import EXIT_OK, InputError
+from heartrate_serve.cli.exit_codes import EXIT_OK
 from heartrate_serve.core.constants import USER_ID_PATTERN
+from heartrate_serve.core.errors import InputError
 from heartrate_serve.runtime.dev_keys import dev_key_paths, issue_token
 from heartrate_serve.settings import Settings
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from heartrate_serve.cli.commands import retry_policy
-from heartrate_serve.cli.errors import EXIT_OK, InputError
+from heartrate_serve.cli.exit_codes import EXIT_OK
 from heartrate_serve.cli.output import Json, alert_name, emit, format_ts_ms, warn
 from heartrate_serve.cli.resending import RetryPolicy, describe, is_transient
+from heartrate_serve.core.errors import InputError
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 
 

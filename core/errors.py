@@ -1,5 +1,9 @@
-"""Every error the service answers with a status: one module, mapped to gRPC codes in one table
-(service/status_codes.py). Anything else raised is a bug."""
+"""Every error of the project, in one module.
+
+The first group is what the service answers with a status, mapped to gRPC codes in one table
+(service/status_codes.py); anything else reaching that table is a bug. The second group belongs
+to the rooms around the service core (store codec, settings, CLI, dashboard, local runtime): each
+is caught in its room and becomes an exit code, an HTTP answer or one of the first group."""
 
 from __future__ import annotations
 
@@ -70,3 +74,40 @@ class Unauthenticated(Exception):
 class PermissionDenied(Exception):
     """A valid token without the right for this call: the message says what is missing
     (gRPC PERMISSION_DENIED)."""
+
+
+# --- The rooms around the service core ----------------------------------------------------------
+
+
+class CorruptChunk(ValueError):
+    """A blob is not a chunk store/codec.py wrote: bad version, truncated, checksum, codec
+    error... The store turns it into CorruptData naming the user and the chunk."""
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use (heartrate_serve/settings.py);
+    the message names the variable."""
+
+
+class InputError(Exception):
+    """Input the `heartrate` client cannot use (unreadable file, no readings, bad settings): the
+    client exits 1 with the message (cli/exit_codes.py)."""
+
+
+class HttpError(Exception):
+    """A dashboard answer other than success (dashboard/router.py): HTTP status and a message for
+    people (JSON or plain)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded redis-server could not be started (runtime/embedded_redis.py)."""
+
+
+class StopRequested(Exception):
+    """SIGTERM or SIGINT reached `make run`'s launcher: it unwinds and stops all it started."""

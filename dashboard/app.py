@@ -29,6 +29,7 @@ from heartrate_serve.core.errors import (
     CorruptData,
     DeadlineExceeded,
     DependencyUnavailable,
+    HttpError,
     InvalidRequest,
     NotFound,
     Overloaded,
@@ -37,7 +38,7 @@ from heartrate_serve.core.errors import (
     Unauthenticated,
 )
 from heartrate_serve.core.validation import canonical_user_id
-from heartrate_serve.dashboard.router import HttpError, Router, error_response
+from heartrate_serve.dashboard.router import Router, error_response
 from heartrate_serve.dashboard.views import alerts_body, user_body
 from heartrate_serve.service.auth import Authenticator
 from heartrate_serve.service.dashboard_reads import DashboardReads

@@ -14,18 +14,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from heartrate_serve.core.errors import HttpError
+
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 _SEGMENT = re.compile(r"\{([a-z_]+)\}")
-
-
-class HttpError(Exception):
-    """An answer other than success: status and a message for people (JSON or plain)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 @dataclass(frozen=True)

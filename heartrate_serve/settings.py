@@ -16,9 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the service cannot use."""
+from heartrate_serve.core.errors import SettingsError
 
 
 def packaged_serve_config() -> Path:

@@ -18,8 +18,9 @@ import brotli  # type: ignore[import-untyped]
 import numpy as np
 from numpy.typing import NDArray
 
-# _Codec, _encode and _decode (private) run the codec's pipeline with another compressor.
-from heartrate_serve.store.codec import _Codec, _decode, _encode, decode_chunk, encode_chunk
+# Codec, _encode and _decode (private) run the codec's pipeline with another compressor.
+from heartrate_serve.store.byte_planes import Codec
+from heartrate_serve.store.codec import _decode, _encode, decode_chunk, encode_chunk
 
 SEED = 20261130
 T0_MS = 1_750_000_000_000
@@ -77,7 +78,7 @@ def chunks(series: Series, span_ms: int) -> list[Series]:
 
 
 def measure(
-    parts: list[Series], codec: _Codec | None = None
+    parts: list[Series], codec: Codec | None = None
 ) -> tuple[float, float, float, list[bytes]]:
     """Bytes per reading (blob incl. header), best-of-REPEATS encode and decode us per chunk.
 
@@ -109,33 +110,33 @@ def measure(
     return sum(map(len, blobs)) / readings, enc * per_chunk, dec * per_chunk, blobs
 
 
-def _lzma_codec(ident: int, **options: Any) -> _Codec:
+def _lzma_codec(ident: int, **options: Any) -> Codec:
     filters = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 16, **options}]
     spec = [{k: v for k, v in filters[0].items() if k in ("id", "dict_size", "lc", "lp", "pb")}]
-    return _Codec(
+    return Codec(
         ident,
         lambda b: lzma.compress(b, format=lzma.FORMAT_RAW, filters=filters),
         lambda b, _: lzma.decompress(b, format=lzma.FORMAT_RAW, filters=spec),
     )
 
 
-def _brotli_codec(quality: int, lgwin: int) -> _Codec:
-    return _Codec(
+def _brotli_codec(quality: int, lgwin: int) -> Codec:
+    return Codec(
         1,
         lambda b: bytes(brotli.compress(b, quality=quality, lgwin=lgwin)),
         lambda b, _: bytes(brotli.decompress(b)),
     )
 
 
-def _deflate_codec(level: int) -> _Codec:
+def _deflate_codec(level: int) -> Codec:
     def compress(data: bytes) -> bytes:
         raw = zlib.compressobj(level, zlib.DEFLATED, -15)  # raw deflate: no zlib header
         return raw.compress(data) + raw.flush()
 
-    return _Codec(2, compress, lambda b, _: zlib.decompress(b, -15))
+    return Codec(2, compress, lambda b, _: zlib.decompress(b, -15))
 
 
-def codecs() -> dict[str, _Codec]:
+def codecs() -> dict[str, Codec]:
     """The compressors compared; zstandard and lz4 only when installed."""
     out = {f"brotli q{q} lgwin{w}": _brotli_codec(q, w) for q, w in ((2, 10), (3, 10), (4, 10))}
     out |= {f"brotli q{q} lgwin{w}": _brotli_codec(q, w) for q, w in ((4, 16), (5, 10), (11, 16))}
@@ -146,12 +147,12 @@ def codecs() -> dict[str, _Codec]:
         out[f"lzma2 raw lc{lc}lp{lp}pb{pb}"] = _lzma_codec(2, lc=lc, lp=lp, pb=pb, **normal)
     fast = {"mode": lzma.MODE_FAST, "mf": lzma.MF_HC3, "nice_len": 16}
     out["lzma2 raw lc0lp0pb0 fast"] = _lzma_codec(2, lc=0, lp=0, pb=0, **fast)
-    out["bz2 9"] = _Codec(2, lambda b: bz2.compress(b, 9), lambda b, _: bz2.decompress(b))
+    out["bz2 9"] = Codec(2, lambda b: bz2.compress(b, 9), lambda b, _: bz2.decompress(b))
     try:
         zstd: Any = importlib.import_module("zstandard")
         for level in (3, 19):
             comp = zstd.ZstdCompressor(level=level, write_content_size=False)
-            out[f"zstd {level}"] = _Codec(
+            out[f"zstd {level}"] = Codec(
                 2,
                 comp.compress,
                 lambda b, size: zstd.ZstdDecompressor().decompress(b, max_output_size=size),
@@ -160,7 +161,7 @@ def codecs() -> dict[str, _Codec]:
         print("(zstandard not installed: pip install zstandard to compare it)")
     try:
         lz4_block: Any = importlib.import_module("lz4.block")
-        out["lz4 hc"] = _Codec(
+        out["lz4 hc"] = Codec(
             2,
             lambda b: lz4_block.compress(b, mode="high_compression", store_size=False),
             lambda b, size: lz4_block.decompress(b, uncompressed_size=size),

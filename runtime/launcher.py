@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from heartrate_serve.core.errors import SettingsError, StopRequested
 from heartrate_serve.runtime.dev_keys import ensure_dev_keypair
 from heartrate_serve.runtime.driver import READY_LINE
 from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
@@ -31,18 +32,14 @@ from heartrate_serve.runtime.logging_setup import ServerLogRotator, configure_pr
 from heartrate_serve.runtime.process_sweep import sweep
 from heartrate_serve.runtime.redis_supervisor import RedisSupervisor
 from heartrate_serve.service.auth import authenticator_from_settings
-from heartrate_serve.settings import Settings, SettingsError, is_loopback
+from heartrate_serve.settings import Settings, is_loopback
 
 log = logging.getLogger("heartrate_serve.launcher")
 DRIVER_STOP_TIMEOUT_S = 60.0
 
 
-class Stop(Exception):
-    """A stop signal arrived."""
-
-
 def _raise_stop(_signum: int, _frame: Any) -> None:
-    raise Stop
+    raise StopRequested
 
 
 def _start_redis(settings: Settings, stack: ExitStack) -> Settings:
@@ -201,7 +198,7 @@ def serve_forever(settings: Settings) -> int:
                 time.sleep(0.5)
             print(f"the Ray driver exited with {driver.process.returncode}", flush=True)
             code = 1
-        except Stop:
+        except StopRequested:
             print("stopping", flush=True)
         except Exception as error:  # report start-up failures plainly, after cleaning up
             print(f"error: {error}", file=sys.stderr, flush=True)

@@ -17,7 +17,8 @@ import logging
 import threading
 import time
 
-from heartrate_serve.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from heartrate_serve.core.errors import EmbeddedRedisError
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("heartrate_serve.redis_supervisor")
 

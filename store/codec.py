@@ -21,12 +21,27 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import brotli  # type: ignore[import-untyped]
 import numpy as np
 from numpy.typing import NDArray
+
+from heartrate_serve.core.errors import CorruptChunk
+from heartrate_serve.store.byte_planes import (
+    BROTLI,
+    I64,
+    Codec,
+    PlaneReader,
+    frame,
+    split_planes,
+    unzigzag,
+    unzz,
+    varint,
+    zigzag,
+    zz,
+)
 
 HEADER_FORMAT = "<BBIqq"
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
@@ -35,17 +50,9 @@ _MAX_READINGS = 1 << 22  # per chunk (48 days at 1 Hz): bounds what a garbled co
 _VERSION = 1
 _CRC = struct.Struct("<I")
 _CODEC_MASK, _TS_GRID, _BPM_OFFSET, _RESERVED = 0x03, 0x04, 0x08, 0xF0
-_PACKED = 0x10  # width code: the top plane holds bits, packed 8 to a byte
 _GRID_MAX_SPAN_MS = 1 << 50  # grid arithmetic stays far inside int64 below this span
-_BROTLI_QUALITY, _BROTLI_LGWIN = 3, 10  # measured: see loadtest/bench_codec.py
 
-_U64 = NDArray[np.uint64]
-_I64 = NDArray[np.int64]
 _Candidate = tuple[int, bytes, list[bytes]]  # flag bits, field head, byte planes
-
-
-class CorruptChunk(ValueError):
-    """The blob is not a chunk this codec wrote: bad version, truncated, checksum, codec error..."""
 
 
 @dataclass(frozen=True)
@@ -57,125 +64,18 @@ class ChunkHeader:
     last_ts: int
 
 
-@dataclass(frozen=True)
-class _Codec:
-    """A general-purpose byte codec for planes; decompress(data, size) must return size bytes."""
-
-    ident: int
-    compress: Callable[[bytes], bytes]
-    decompress: Callable[[bytes, int], bytes]
-
-
-_BROTLI = _Codec(
-    1,
-    lambda data: bytes(brotli.compress(data, quality=_BROTLI_QUALITY, lgwin=_BROTLI_LGWIN)),
-    lambda data, _size: bytes(brotli.decompress(data)),
-)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _zz(value: int) -> int:
-    return 2 * value if value >= 0 else -2 * value - 1
-
-
-def _unzz(value: int) -> int:
-    return value >> 1 if not value & 1 else -(value >> 1) - 1
-
-
-def _zigzag(x: _I64) -> _U64:
-    return ((x << 1) ^ (x >> 63)).view(np.uint64)
-
-
-def _unzigzag(u: _U64) -> _I64:
-    return ((u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))).view(np.int64)
-
-
-def _planes(values: _U64) -> tuple[int, list[bytes]]:
-    """Width code (byte count, | _PACKED if the top plane is 0/1) and the byte planes, low first."""
-    top = int(values.max()) if values.size else 0
-    width = (top.bit_length() + 7) // 8
-    if width == 0:
-        return 0, []
-    raw = np.ascontiguousarray(values, dtype="<u8").view(np.uint8).reshape(-1, 8)
-    cols = np.ascontiguousarray(raw[:, :width].T)
-    planes = [cols[i].tobytes() for i in range(width)]
-    if top >> (8 * (width - 1)) <= 1:
-        planes[-1] = np.packbits(cols[-1]).tobytes()
-        return width | _PACKED, planes
-    return width, planes
-
-
-def _frame(plane: bytes, codec: _Codec) -> bytes:
-    packed = codec.compress(plane)
-    if len(packed) < len(plane):
-        return _varint(2 * len(packed)) + packed
-    return _varint(2 * len(plane) + 1) + plane
-
-
-class _Reader:
-    """Reads a blob's fields: varints, width codes and framed planes, never past the checksum."""
-
-    def __init__(self, blob: bytes, codec: _Codec | None) -> None:
-        self.blob, self.pos, self.end, self.codec = blob, HEADER_SIZE, len(blob) - _CRC.size, codec
-
-    def byte(self) -> int:
-        if self.pos >= self.end:
-            raise CorruptChunk("truncated payload")
-        self.pos += 1
-        return self.blob[self.pos - 1]
-
-    def varint(self) -> int:
-        value = shift = 0
-        while True:
-            b = self.byte()
-            value |= (b & 0x7F) << shift
-            if b < 0x80 or shift > 63:
-                return value
-            shift += 7
-
-    def values(self, code: int, n: int) -> _U64:
-        width, out = code & 0x0F, np.zeros(n, np.uint64)
-        if code & ~(0x0F | _PACKED) or width > 8 or (code & _PACKED and not width):
-            raise CorruptChunk(f"bad plane width code {code:#x}")
-        for i in range(width):
-            packed = code & _PACKED and i == width - 1
-            size = (n + 7) // 8 if packed else n
-            frame = self.varint()
-            start, self.pos = self.pos, self.pos + frame // 2
-            if self.pos > self.end:
-                raise CorruptChunk("truncated plane")
-            data = self.blob[start : self.pos]
-            if not frame & 1:
-                if self.codec is None:
-                    raise CorruptChunk("compressed plane in a chunk without a codec")
-                data = self.codec.decompress(data, size)
-            if len(data) != size:
-                raise CorruptChunk(f"plane of {len(data)} bytes, expected {size}")
-            col = np.frombuffer(data, np.uint8)
-            out |= (np.unpackbits(col, count=n) if packed else col).astype(np.uint64) << (8 * i)
-        return out
-
-
 def _middle(x: NDArray[np.uint64] | NDArray[np.float64]) -> float:
     """The upper median, without numpy's averaging: only a typical value is needed."""
     return float(np.partition(x, x.size // 2)[x.size // 2])
 
 
-def _ts_candidates(ts: _I64) -> list[_Candidate]:
+def _ts_candidates(ts: I64) -> list[_Candidate]:
     """Deltas from the median delta; and, when the span allows, offsets from a fitted grid."""
     u = ts.view(np.uint64)
     du = u[1:] - u[:-1]
     median = min(int(_middle(du)), 1 << 63) if du.size else 0
-    code, planes = _planes(_zigzag((du - np.uint64(median)).view(np.int64)))
-    out: list[_Candidate] = [(0, _varint(median) + bytes([code]), planes)]
+    code, planes = split_planes(zigzag((du - np.uint64(median)).view(np.int64)))
+    out: list[_Candidate] = [(0, varint(median) + bytes([code]), planes)]
     if ts.size < 3 or int(ts[-1]) - int(ts[0]) >= _GRID_MAX_SPAN_MS:
         return out
     rel, d = ts - ts[0], du.view(np.int64)
@@ -194,24 +94,24 @@ def _ts_candidates(ts: _I64) -> list[_Candidate]:
     if k[0] != 0:
         phase, k = 0.0, np.rint(relf / period).astype(np.int64)
     off = rel - round(phase) - (k * period_us + 500) // 1000
-    code_k, planes_k = _planes(np.diff(k).view(np.uint64))
-    code_o, planes_o = _planes(_zigzag(off))
-    out.append((_TS_GRID, _varint(period_us) + bytes([code_k, code_o]), planes_k + planes_o))
+    code_k, planes_k = split_planes(np.diff(k).view(np.uint64))
+    code_o, planes_o = split_planes(zigzag(off))
+    out.append((_TS_GRID, varint(period_us) + bytes([code_k, code_o]), planes_k + planes_o))
     return out
 
 
-def _bpm_candidates(bpm: _I64) -> list[_Candidate]:
+def _bpm_candidates(bpm: I64) -> list[_Candidate]:
     """First value + deltas (a wandering heart rate); minimum + offsets (a jumpy one)."""
-    code_d, planes_d = _planes(_zigzag(np.diff(bpm)))
+    code_d, planes_d = split_planes(zigzag(np.diff(bpm)))
     low = int(bpm.min())
-    code_o, planes_o = _planes((bpm - low).view(np.uint64))
+    code_o, planes_o = split_planes((bpm - low).view(np.uint64))
     return [
-        (0, _varint(_zz(int(bpm[0]))) + bytes([code_d]), planes_d),
-        (_BPM_OFFSET, _varint(_zz(low)) + bytes([code_o]), planes_o),
+        (0, varint(zz(int(bpm[0]))) + bytes([code_d]), planes_d),
+        (_BPM_OFFSET, varint(zz(low)) + bytes([code_o]), planes_o),
     ]
 
 
-def _checked(values: NDArray[np.generic], name: str, low: int, high: int) -> _I64:
+def _checked(values: NDArray[np.generic], name: str, low: int, high: int) -> I64:
     arr = np.asarray(values)
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must be a 1-D integer array, not {arr.dtype} {arr.shape}")
@@ -224,7 +124,7 @@ def _encode(
     ts_ms: NDArray[np.int64],
     bpm: NDArray[np.int32],
     classification: NDArray[np.uint8],
-    codec: _Codec,
+    codec: Codec,
 ) -> bytes:
     ts = _checked(ts_ms, "ts_ms", -(1 << 63), (1 << 63) - 1)
     hr = _checked(bpm, "bpm", -(1 << 31), (1 << 31) - 1)
@@ -236,11 +136,11 @@ def _encode(
         )
     if n > 1 and not bool(np.all(ts[1:] > ts[:-1])):
         raise ValueError("ts_ms must be strictly ascending")
-    code_c, planes_c = _planes(cls.view(np.uint64))
+    code_c, planes_c = split_planes(cls.view(np.uint64))
     flags, parts = codec.ident, []
     for candidates in (_ts_candidates(ts), _bpm_candidates(hr), [(0, bytes([code_c]), planes_c)]):
         encoded = [
-            (bits, head + b"".join(_frame(p, codec) for p in planes))
+            (bits, head + b"".join(frame(p, codec) for p in planes))
             for bits, head, planes in candidates
         ]
         bits, best = min(encoded, key=lambda c: len(c[1]))
@@ -251,7 +151,7 @@ def _encode(
 
 
 def _decode(
-    blob: bytes, codecs: Mapping[int, _Codec]
+    blob: bytes, codecs: Mapping[int, Codec]
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.uint8]]:
     header = chunk_header(blob)
     n, flags = header.count, blob[1]
@@ -259,23 +159,23 @@ def _decode(
         raise CorruptChunk("checksum mismatch: truncated or garbled blob")
     if flags & _RESERVED or (flags & _CODEC_MASK and flags & _CODEC_MASK not in codecs):
         raise CorruptChunk(f"unknown flags {flags:#04x}")
-    reader = _Reader(blob, codecs.get(flags & _CODEC_MASK))
+    reader = PlaneReader(blob, HEADER_SIZE, len(blob) - _CRC.size, codecs.get(flags & _CODEC_MASK))
     try:
         if flags & _TS_GRID:
             period_us, code_k, code_o = reader.varint(), reader.byte(), reader.byte()
             k = np.concatenate(([0], np.cumsum(reader.values(code_k, n - 1).view(np.int64))))
-            off = _unzigzag(reader.values(code_o, n))
+            off = unzigzag(reader.values(code_o, n))
             ts = (header.first_ts - int(off[0])) + (k * period_us + 500) // 1000 + off
         else:
             median, code = np.uint64(reader.varint()), reader.byte()
-            d = _unzigzag(reader.values(code, n - 1)).view(np.uint64) + median
+            d = unzigzag(reader.values(code, n - 1)).view(np.uint64) + median
             first = np.array([header.first_ts], np.int64).view(np.uint64)
             ts = np.cumsum(np.concatenate((first, d))).view(np.int64)
-        start, code = _unzz(reader.varint()), reader.byte()
+        start, code = unzz(reader.varint()), reader.byte()
         if flags & _BPM_OFFSET:
             hr = start + reader.values(code, n).view(np.int64)
         else:
-            hr = start + np.cumsum(np.concatenate(([0], _unzigzag(reader.values(code, n - 1)))))
+            hr = start + np.cumsum(np.concatenate(([0], unzigzag(reader.values(code, n - 1)))))
         cls = reader.values(reader.byte(), n)
     except CorruptChunk:
         raise
@@ -298,12 +198,12 @@ def encode_chunk(
     Raises ValueError on unequal lengths, none or more than 2**22 readings, unordered or duplicate
     timestamps, or values outside int64 / int32 / 0..255. Anything else round-trips exactly.
     """
-    return _encode(ts_ms, bpm, classification, _BROTLI)
+    return _encode(ts_ms, bpm, classification, BROTLI)
 
 
 def decode_chunk(blob: bytes) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.uint8]]:
     """The readings of a blob from encode_chunk: (ts_ms, bpm, classification); else CorruptChunk."""
-    return _decode(blob, {_BROTLI.ident: _BROTLI})
+    return _decode(blob, {BROTLI.ident: BROTLI})
 
 
 def chunk_header(blob: bytes) -> ChunkHeader:

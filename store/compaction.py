@@ -33,8 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.utils import str_if_bytes
 
-from heartrate_serve.core.errors import StoreUnavailable
-from heartrate_serve.store.codec import CorruptChunk, decode_chunk, encode_chunk
+from heartrate_serve.core.errors import CorruptChunk, StoreUnavailable
+from heartrate_serve.store.codec import decode_chunk, encode_chunk
 from heartrate_serve.store.keys import (
     ALERT_KEY,
     CHUNK_MS,

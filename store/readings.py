@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from heartrate_serve.core.errors import CorruptData
-from heartrate_serve.store.codec import CorruptChunk, decode_chunk
+from heartrate_serve.core.errors import CorruptChunk, CorruptData
+from heartrate_serve.store.codec import decode_chunk
 
 
 @dataclass(frozen=True)

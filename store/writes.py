@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from heartrate_serve.core.errors import StoreUnavailable
+from heartrate_serve.core.errors import CorruptChunk, StoreUnavailable
 from heartrate_serve.store import write_plan
-from heartrate_serve.store.codec import CorruptChunk, decode_chunk
+from heartrate_serve.store.codec import decode_chunk
 from heartrate_serve.store.keys import CHUNKS_KEY, PIN_KEY, PIN_MS, chunk_start
 from heartrate_serve.store.redis_client import RedisClient
 

@@ -9,12 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from heartrate_serve.runtime.embedded_redis import (
-    EmbeddedRedis,
-    EmbeddedRedisError,
-    free_port,
-    redis_server_binary,
-)
+from heartrate_serve.core.errors import EmbeddedRedisError
+from heartrate_serve.runtime.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
 
 
 def _alive(pid: int) -> bool:

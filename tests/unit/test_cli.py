@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from heartrate_serve.cli import commands as cli_commands
-from heartrate_serve.cli import errors as cli_errors
+from heartrate_serve.cli import exit_codes
 from heartrate_serve.cli import main as cli
 from heartrate_serve.settings import Settings
 
@@ -36,7 +36,7 @@ def test_default_address_comes_from_settings() -> None:
 )  # fmt: skip
 def test_rpc_error_report(code: str, details: str, exit_code: int, message: str) -> None:
     """gRPC errors exit 2 with code and details; an unreachable service exits 3."""
-    got_code, got_message = cli_errors.rpc_error_report(code, details, "h:1")
+    got_code, got_message = exit_codes.rpc_error_report(code, details, "h:1")
     assert got_code == exit_code and got_message.startswith(message)
 
 

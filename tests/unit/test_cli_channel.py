@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from heartrate_serve.cli import channel as cli_channel
-from heartrate_serve.cli import errors as cli_errors
+from heartrate_serve.cli import exit_codes
 from heartrate_serve.cli import parser as cli_parser
-from heartrate_serve.cli.errors import InputError
+from heartrate_serve.core.errors import InputError
 from tests.support.certs import Pki, make_pki
 
 
@@ -201,15 +201,15 @@ def test_usage_errors_never_show_the_token(
 )  # fmt: skip
 def test_tls_failures_are_reported_as_such(details: str, message: str) -> None:
     """TLS handshake failures and dropped connections exit 3 with what to check, not 'running?'."""
-    code, text = cli_errors.rpc_error_report("UNAVAILABLE", details, "h:1")
+    code, text = exit_codes.rpc_error_report("UNAVAILABLE", details, "h:1")
     assert code == 3 and text.startswith(message) and "is the service running" not in text
 
 
 def test_unauthenticated_without_a_token_says_how_to_get_one() -> None:
     """UNAUTHENTICATED without a token points at --token and `heartrate token issue`."""
-    code, text = cli_errors.rpc_error_report(
+    code, text = exit_codes.rpc_error_report(
         "UNAUTHENTICATED", "missing token", "h:1", token_given=False
     )
     assert code == 2 and "--token" in text and "heartrate token issue" in text
-    _, text = cli_errors.rpc_error_report("UNAUTHENTICATED", "token expired", "h:1")
+    _, text = exit_codes.rpc_error_report("UNAUTHENTICATED", "token expired", "h:1")
     assert text == "error: UNAUTHENTICATED: token expired"

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from heartrate_serve.core.errors import CorruptChunk
 from heartrate_serve.store.codec import (
     HEADER_FORMAT,
     HEADER_SIZE,
     ChunkHeader,
-    CorruptChunk,
     chunk_header,
     decode_chunk,
     encode_chunk,

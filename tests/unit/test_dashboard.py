@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from heartrate_serve.core.alert_feed import AlertRecord
-from heartrate_serve.core.errors import StoreUnavailable
+from heartrate_serve.core.errors import HttpError, StoreUnavailable
 from heartrate_serve.core.validation import ValidationRules
 from heartrate_serve.dashboard.app import SECURITY_HEADERS, Dashboard, load_static
-from heartrate_serve.dashboard.router import HttpError, Router, compile_path
+from heartrate_serve.dashboard.router import Router, compile_path
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service.auth import Authenticator, KeySet
 from heartrate_serve.service.dashboard_reads import DAY_MS, HOUR_MS, DashboardReads

@@ -10,10 +10,10 @@ import yaml
 from pydantic import ValidationError
 
 from heartrate_serve.core.alerts import AlertRules
-from heartrate_serve.core.errors import InvalidRequest
+from heartrate_serve.core.errors import InvalidRequest, SettingsError
 from heartrate_serve.core.validation import ValidationRules
 from heartrate_serve.service.tunables import IngressTunables, ValidatorTunables, ZoneTunables
-from heartrate_serve.settings import ENV_NAMES, Settings, SettingsError, packaged_serve_config
+from heartrate_serve.settings import ENV_NAMES, Settings, packaged_serve_config
 
 # --- Settings.from_env --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Exit codes and errors of the `heartrate` client, and how a failed RPC is reported.
+"""Exit codes of the `heartrate` client, and how a failed RPC is reported.
 
 Exit codes: 0 success, 1 bad input (file, settings, no readings, TLS files, signing key), 2 a gRPC
 error (and argparse usage errors), 3 the service cannot be reached (TLS handshake failures
@@ -35,10 +35,6 @@ CLOSED_MARKERS = ("socket closed", "connection reset")
 UNAUTHENTICATED_HINT = (
     "give a token with --token or HEARTRATE_TOKEN (`heartrate token issue` signs a development one)"
 )
-
-
-class InputError(Exception):
-    """Input the client cannot use (unreadable file, no readings, bad settings)."""
 
 
 def rpc_error_report(
