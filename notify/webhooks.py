@@ -12,21 +12,14 @@ events for that target back (order), for GIVE_UP_AFTER_S from the event; then th
 logged as dropped and the next one goes. Ingestion never waits for any of it: the dispatcher
 is a background task that only reads Redis and talks HTTP.
 
-Body: {"event": "raised"|"cleared", "event_id", "user_id", "alert_type" ("LOW_HEART_RATE" |
-"HIGH_HEART_RATE"), "active", "at_ms", "bpm"}. Headers: Content-Type application/json,
-X-Heartrate-Event-Id, and X-Heartrate-Signature: sha256=<hex HMAC-SHA256 of the body under
-the webhook secret>.
+The body, its headers and the signature: notify/webhook_message.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,14 +29,19 @@ import aiohttp
 
 from heartrate_serve.core.alert_feed import AlertRecord
 from heartrate_serve.core.errors import StoreUnavailable
+from heartrate_serve.notify.webhook_message import (
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    body_of,
+    load_secret,
+    signature,
+)
 from heartrate_serve.store.alert_hub import AlertHub
 from heartrate_serve.store.store import ReadingStore
 from heartrate_serve.store.webhook_state import GLOBAL_TARGET, USER_TARGET, WebhookState
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Heartrate-Signature"
-EVENT_ID_HEADER = "X-Heartrate-Event-Id"
 # A POST that has not answered 2xx after this long has failed, s.
 TIMEOUT_S = 5.0
 # Backoff between tries of one (user, target), s; give up on an event this long after it.
@@ -57,35 +55,6 @@ PARALLEL = 16
 # (a killed replica): then another replica delivers within LEASE_TTL_S + LEASE_S. A replica that
 # stops on purpose (scale-down, redeploy) gives it back at once.
 LEASE_S, LEASE_TTL_S = 2.0, 8.0
-
-
-def signature(secret: bytes, body: bytes) -> str:
-    """The X-Heartrate-Signature value: sha256=<hex HMAC-SHA256 of body under secret>."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def body_of(record: AlertRecord) -> bytes:
-    """The JSON body of an event's POST."""
-    data = {"event": "raised" if record.active else "cleared", **record.to_json()}
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-
-
-def load_secret(path: Path | None, data_dir: Path) -> bytes:
-    """The webhook secret: WEBHOOK_SECRET_FILE's content, or DATA_DIR/webhook.secret (made with
-    32 random bytes, mode 0600, on first use)."""
-    if path is not None:
-        secret = path.read_bytes().strip()
-        if len(secret) < 16:
-            raise ValueError(f"WEBHOOK_SECRET_FILE {path}: the secret needs at least 16 bytes")
-        return secret
-    own = data_dir / "webhook.secret"
-    if not own.exists():
-        own.parent.mkdir(parents=True, exist_ok=True)
-        # "x": another replica may win the race to create it.
-        with contextlib.suppress(FileExistsError), open(own, "x", encoding="ascii") as f:
-            own.chmod(0o600)
-            f.write(secrets.token_hex(32) + "\n")
-    return own.read_bytes().strip()
 
 
 class Poster(Protocol):

@@ -19,21 +19,21 @@ from heartrate_serve.core.batches import ZoneJob
 from heartrate_serve.core.errors import (
     InvalidRequest,
     NotFound,
-    Overloaded,
     StoreUnavailable,
 )
 from heartrate_serve.core.profiles import UserProfile
 from heartrate_serve.core.validation import canonical_user_id
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service import convert
-from heartrate_serve.service.auth import Authenticator, Principal, Right
+from heartrate_serve.service.access import Access
+from heartrate_serve.service.auth import Authenticator, Right
 from heartrate_serve.service.bands import ProfileBands
 from heartrate_serve.service.health import HealthProbe, health_status
 from heartrate_serve.service.metrics import current
 from heartrate_serve.service.pipeline import BatchOutcome, ReadingBatch, ReadingPipeline
 from heartrate_serve.service.ports import StorePort, ValidatorPort, ZonePort
 from heartrate_serve.service.stamps import ServerStamps
-from heartrate_serve.service.stream_answers import StreamAnswers
+from heartrate_serve.service.stream_answers import StreamAnswers, StreamSlots
 from heartrate_serve.service.tunables import IngressTunables
 from heartrate_serve.service.wire import decoded
 from heartrate_serve.service.zone_query import zone_query
@@ -65,6 +65,7 @@ class HeartRateService:
         token (service/auth.py), checked here before any work."""
         self._tun = tunables or IngressTunables()
         self._auth = auth
+        self._access = Access(auth)
         if auth is not None:
             auth.on_failure = lambda reason: current().auth_failure(reason.value)
         self._store = store
@@ -74,8 +75,10 @@ class HeartRateService:
         self._bands = ProfileBands(store, self._tun.profile_cache_ttl_s)
         self._stamps = ServerStamps()
         self.pipeline = ReadingPipeline(store, validator, self._bands, clock_ms)
-        self._stream_answers = StreamAnswers(self.pipeline, self._reading, auth, self._for_user)
-        self._open_streams = 0
+        self._stream_answers = StreamAnswers(
+            self.pipeline, self._reading, auth, self._access.for_user
+        )
+        self._slots = StreamSlots(self._tun.max_open_streams)
         self.zone_rounds = ZoneRounds(zones)
         self._zone_commit = self.zone_rounds.group_commit()
         self._apply_bounds()
@@ -92,26 +95,12 @@ class HeartRateService:
         bound = self._tun.max_queued_readings
         self.pipeline.commit.max_queued_weight = bound
         self._zone_commit.max_queued_weight = bound
+        self._slots.limit = self._tun.max_open_streams
 
     @property
     def request_timeout_s(self) -> float | None:
         """How long a unary call may take (user_config request_timeout_s), None: no limit."""
         return self._tun.request_timeout_s or None
-
-    # --- authorization ----------------------------------------------------------------------
-
-    def _caller(self, authorization: str | None) -> Principal | None:
-        """The verified caller (None with auth off); Unauthenticated otherwise."""
-        return None if self._auth is None else self._auth.authenticate(authorization)
-
-    def _for_user(self, caller: Principal | None, user_id: str, right: Right) -> str:
-        """The user_id a call acts on: as sent, or the token's sub when empty (auth on);
-        InvalidRequest for a malformed one, PermissionDenied without the right."""
-        if caller is None or self._auth is None:
-            return user_id
-        user = user_id or caller.sub
-        self._auth.require(caller, right, canonical_user_id(user))
-        return user
 
     # --- readings ---------------------------------------------------------------------------
 
@@ -138,9 +127,9 @@ class HeartRateService:
             InvalidRequest, StoreUnavailable, DependencyUnavailable, Unauthenticated,
             PermissionDenied.
         """
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
-        request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
+        request.user_id = self._access.for_user(caller, request.user_id, Right.WRITE)
         batch = self._reading(request)
         out = await self._submit(batch, "SubmitHeartRate")
         return convert.reading_response(out, 0, request.bpm, int(batch.ts_ms[0]), out.rules)
@@ -155,28 +144,27 @@ class HeartRateService:
         Auth on: a stream without a valid token raises Unauthenticated before reading anything;
         then every reading is checked (its user_id against the token, the token's exp): one the
         token may not write is answered REJECT_REASON_PERMISSION_DENIED and never stored."""
-        caller = self._caller(authorization)
-        self._claim_stream()
-        counts = {"sent": 0, "rejected": 0}
-        log.info("stream opened")
-        current().stream(True)
-        try:
-            async for resp in self._stream_answers.answers(requests, caller):
-                counts["sent"] += 1
-                counts["rejected"] += not resp.success
-                yield resp
-        finally:
-            self._open_streams -= 1
-            current().stream(False)
-            log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
+        caller = self._access.caller(authorization)
+        with self._slots.claim():
+            counts = {"sent": 0, "rejected": 0}
+            log.info("stream opened")
+            current().stream(True)
+            try:
+                async for resp in self._stream_answers.answers(requests, caller):
+                    counts["sent"] += 1
+                    counts["rejected"] += not resp.success
+                    yield resp
+            finally:
+                current().stream(False)
+                log.info("stream closed: %(sent)d readings, %(rejected)d rejected", counts)
 
     async def SubmitHeartRateBatch(
         self, request: pb.HeartRateBatchRequest, authorization: str | None = None
     ) -> pb.HeartRateBatchResponse:
         """Columnar ingest of a device's buffer in one group-committed write."""
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
-        request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
+        request.user_id = self._access.for_user(caller, request.user_id, Right.WRITE)
         batch = convert.batch_from_request(request, self._clock_ms())
         unset = np.asarray(request.timestamps_ms or request.timestamps, dtype=np.int64) == 0
         batch = self._stamps.fix(batch, unset)
@@ -193,9 +181,9 @@ class HeartRateService:
         self, request: pb.StatusRequest, authorization: str | None = None
     ) -> pb.StatusResponse:
         """The user's newest readings, their statistics and the sustained alert state."""
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
-        user = canonical_user_id(self._for_user(caller, request.user_id, Right.READ))
+        user = canonical_user_id(self._access.for_user(caller, request.user_id, Right.READ))
         readings = await self._store.recent(user, convert.status_limit(request.recent_count))
         state = await self._store.alert_state(user)
         band = (await self._bands.bands([user]))[user]
@@ -212,10 +200,10 @@ class HeartRateService:
         Auth on: a stored range needs read rights on the user; sent readings any valid token
         (the user's profile, for the heart-rate maximum, is then used only when the caller may
         read that user)."""
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
         if caller is not None and request.HasField("stored_range"):
-            request.user_id = self._for_user(caller, request.user_id, Right.READ)
+            request.user_id = self._access.for_user(caller, request.user_id, Right.READ)
         user = canonical_user_id(request.user_id or (caller.sub if caller else ""))
         readable = caller is None or caller.may(Right.READ, user)
         profile = await self._profile(user) if readable else None
@@ -239,7 +227,7 @@ class HeartRateService:
         Raises (before the first event): InvalidRequest (user_ids, after_event_id),
         Unauthenticated, PermissionDenied (a user the token may not read), Overloaded (as many
         streams and watches open on this replica as max_open_streams), StoreUnavailable."""
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
         users = watched_users(list(request.user_ids))
         cursor = parse_cursor(request.after_event_id)
@@ -247,27 +235,16 @@ class HeartRateService:
             assert self._auth is not None
             for user in users:
                 self._auth.require(caller, Right.READ, user)
-        self._claim_stream()
-        log.info("watch opened: %d users", len(users))
-        try:
-            async for record in self._store.watch_alerts(users, cursor):
-                if caller is not None:
-                    assert self._auth is not None
-                    self._auth.still_valid(caller)
-                yield convert.alert_event(record)
-        finally:
-            self._open_streams -= 1
-            log.info("watch closed")
-
-    def _claim_stream(self) -> None:
-        """Counts one more open stream or watch; Overloaded beyond max_open_streams."""
-        if self._open_streams >= self._tun.max_open_streams:
-            raise Overloaded(
-                f"the service is at capacity: {self._open_streams} streams and watches are "
-                f"open on this replica (max_open_streams {self._tun.max_open_streams}); retry "
-                "later"
-            )
-        self._open_streams += 1
+        with self._slots.claim():
+            log.info("watch opened: %d users", len(users))
+            try:
+                async for record in self._store.watch_alerts(users, cursor):
+                    if caller is not None:
+                        assert self._auth is not None
+                        self._auth.still_valid(caller)
+                    yield convert.alert_event(record)
+            finally:
+                log.info("watch closed")
 
     # --- profiles ---------------------------------------------------------------------------
 
@@ -275,9 +252,11 @@ class HeartRateService:
         self, request: pb.SetUserProfileRequest, authorization: str | None = None
     ) -> pb.SetUserProfileResponse:
         """Creates or replaces a profile (validated; InvalidRequest names the bad field)."""
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
-        request.profile.user_id = self._for_user(caller, request.profile.user_id, Right.WRITE)
+        request.profile.user_id = self._access.for_user(
+            caller, request.profile.user_id, Right.WRITE
+        )
         profile = convert.profile_from_proto(request.profile)
         before = await self._store.get_profile(profile.user_id)
         await self._store.set_profile(profile.user_id, profile.to_dict())
@@ -290,9 +269,9 @@ class HeartRateService:
         self, request: pb.GetUserProfileRequest, authorization: str | None = None
     ) -> pb.GetUserProfileResponse:
         """A user's profile; NotFound when none was set."""
-        caller = self._caller(authorization)
+        caller = self._access.caller(authorization)
         request = decoded(request)
-        user = canonical_user_id(self._for_user(caller, request.user_id, Right.READ))
+        user = canonical_user_id(self._access.for_user(caller, request.user_id, Right.READ))
         profile = await self._profile(user)
         if profile is None:
             raise NotFound(f"no profile for user_id {user!r}")

@@ -8,7 +8,8 @@ sends faster than one round trip gets its readings into the same group-commit ro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from heartrate_serve.core.constants import RejectReason
 from heartrate_serve.core.errors import (
@@ -104,3 +105,25 @@ def rejected(reason: RejectReason, error: str) -> pb.HeartRateResponse:
         reject_reason=int(reason),  # type: ignore[arg-type]
         error_detail=error,
     )
+
+
+class StreamSlots:
+    """Streams and watches open on this replica, at most `limit` (user_config max_open_streams)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Holds one slot for the block; Overloaded (before anything is read) when all are taken."""
+        if self.open >= self.limit:
+            raise Overloaded(
+                f"the service is at capacity: {self.open} streams and watches are open on this "
+                f"replica (max_open_streams {self.limit}); retry later"
+            )
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1

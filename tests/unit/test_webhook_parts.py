@@ -12,7 +12,7 @@ import pytest
 from heartrate_serve.core.alert_feed import AlertRecord
 from heartrate_serve.core.errors import InvalidRequest
 from heartrate_serve.core.profiles import UserProfile, validate_profile
-from heartrate_serve.notify.webhooks import body_of, load_secret, signature
+from heartrate_serve.notify.webhook_message import body_of, load_secret, signature
 
 
 def test_body_and_signature() -> None:
