@@ -1,5 +1,5 @@
 """Clients built from the replaced service's contract keep working unchanged: the behaviour
-table of tests/compat/replaced_service.py, texts included, run with v1 stubs against the real
+table of tests/support/replaced_service.py, texts included, run with v1 stubs against the real
 service."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from grpc_tools import protoc
 
-from tests.compat.replaced_service import CASES
+from tests.support.replaced_service import CASES
 
 pytestmark = pytest.mark.e2e
-HERE = Path(__file__).resolve().parent
-FIXTURE = HERE.parent / "compat" / "heartrate_service_v1.proto"
+TESTS = Path(__file__).resolve().parents[1]
+FIXTURE = TESTS / "compat" / "heartrate_service_v1.proto"
+SUPPORT = TESTS / "support"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def seen(service: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, di
     ]
     assert protoc.main(["protoc", *args, str(FIXTURE)]) == 0
     run = subprocess.run(
-        [sys.executable, str(HERE / "old_client.py"), service.address],
+        [sys.executable, str(SUPPORT / "old_client.py"), service.address],
         input=json.dumps(CASES),
         env={**os.environ, "PYTHONPATH": str(out)},
         capture_output=True,

@@ -1,6 +1,6 @@
 """An old client: stubs built from tests/compat/heartrate_service_v1.proto only (no user_id, no
 added fields). Run in its own process, since its messages share the `heartrate` package name with
-the new contract's. Reads the cases of tests/compat/replaced_service.py as JSON on stdin, runs
+the new contract's. Reads the cases of tests/support/replaced_service.py as JSON on stdin, runs
 each against the address and prints what it saw, one JSON object per case, in order."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The replaced service's observable behaviours, as a table over its contract (the v1 proto in
 this folder): what an old client sends and what it must see, texts included. Run against the
-real service by tests/e2e/test_old_clients.py through tests/e2e/old_client.py (v1 stubs, in a
+real service by tests/e2e/test_old_clients.py through tests/support/old_client.py (v1 stubs, in a
 process of their own).
 
 Each case: a name, the RPC, the v1 request (as JSON for json_format; "NOW-5" in a timestamp
