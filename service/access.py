@@ -30,3 +30,14 @@ class Access:
         user = user_id or caller.sub
         self.auth.require(caller, right, canonical_user_id(user))
         return user
+
+    def require(self, caller: Principal | None, right: Right, user: str) -> None:
+        """PermissionDenied unless the caller may act on user with right (auth off: nothing)."""
+        if caller is not None and self.auth is not None:
+            self.auth.require(caller, right, user)
+
+    def still_valid(self, caller: Principal | None) -> None:
+        """Unauthenticated once the caller's token has expired (auth off: nothing); for calls
+        that last, checked again on every message."""
+        if caller is not None and self.auth is not None:
+            self.auth.still_valid(caller)

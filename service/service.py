@@ -64,7 +64,6 @@ class HeartRateService:
         """auth None: no authorization (AUTH_MODE=none); else every RPC but health needs a
         token (service/auth.py), checked here before any work."""
         self._tun = tunables or IngressTunables()
-        self._auth = auth
         self._access = Access(auth)
         if auth is not None:
             auth.on_failure = lambda reason: current().auth_failure(reason.value)
@@ -75,9 +74,7 @@ class HeartRateService:
         self._bands = ProfileBands(store, self._tun.profile_cache_ttl_s)
         self._stamps = ServerStamps()
         self.pipeline = ReadingPipeline(store, validator, self._bands, clock_ms)
-        self._stream_answers = StreamAnswers(
-            self.pipeline, self._reading, auth, self._access.for_user
-        )
+        self._stream_answers = StreamAnswers(self.pipeline, self._reading, self._access)
         self._slots = StreamSlots(self._tun.max_open_streams)
         self.zone_rounds = ZoneRounds(zones)
         self._zone_commit = self.zone_rounds.group_commit()
@@ -231,17 +228,13 @@ class HeartRateService:
         request = decoded(request)
         users = watched_users(list(request.user_ids))
         cursor = parse_cursor(request.after_event_id)
-        if caller is not None:
-            assert self._auth is not None
-            for user in users:
-                self._auth.require(caller, Right.READ, user)
+        for user in users:
+            self._access.require(caller, Right.READ, user)
         with self._slots.claim():
             log.info("watch opened: %d users", len(users))
             try:
                 async for record in self._store.watch_alerts(users, cursor):
-                    if caller is not None:
-                        assert self._auth is not None
-                        self._auth.still_valid(caller)
+                    self._access.still_valid(caller)
                     yield convert.alert_event(record)
             finally:
                 log.info("watch closed")

@@ -22,9 +22,10 @@ from heartrate_serve.core.errors import (
 )
 from heartrate_serve.proto import heartrate_service_pb2 as pb
 from heartrate_serve.service import convert
-from heartrate_serve.service.auth import Authenticator, Principal, Right
+from heartrate_serve.service.access import Access
 from heartrate_serve.service.ordered_window import ordered_map
 from heartrate_serve.service.pipeline import ReadingBatch, ReadingPipeline
+from heartrate_serve.service.principal import Principal, Right
 from heartrate_serve.service.wire import Undecodable
 
 # Readings of one stream in flight at once (validated and stored together, answered in order).
@@ -38,15 +39,13 @@ class StreamAnswers:
         self,
         pipeline: ReadingPipeline,
         reading: Callable[[pb.HeartRateRequest], ReadingBatch],
-        auth: Authenticator | None,
-        for_user: Callable[[Principal | None, str, Right], str],
+        access: Access,
     ) -> None:
-        """reading: a request as a batch of one (InvalidRequest for a bad user_id); for_user:
-        the user_id a call may act on (the service core's authorization step)."""
+        """reading: a request as a batch of one (InvalidRequest for a bad user_id); access: the
+        service core's authorization checks."""
         self._pipeline = pipeline
         self._reading = reading
-        self._auth = auth
-        self._for_user = for_user
+        self._access = access
 
     def answers(
         self, requests: AsyncIterator[pb.HeartRateRequest], caller: Principal | None
@@ -65,12 +64,11 @@ class StreamAnswers:
         self, caller: Principal, request: pb.HeartRateRequest
     ) -> pb.HeartRateResponse:
         """_one after the reading's auth check (answered, never raised)."""
-        assert self._auth is not None
         if isinstance(request, Undecodable):
             return rejected(RejectReason.INVALID_MESSAGE, request.error().message)
         try:
-            self._auth.still_valid(caller)
-            request.user_id = self._for_user(caller, request.user_id, Right.WRITE)
+            self._access.still_valid(caller)
+            request.user_id = self._access.for_user(caller, request.user_id, Right.WRITE)
         except Unauthenticated as error:
             return rejected(RejectReason.UNAUTHENTICATED, str(error))
         except PermissionDenied as error:
