@@ -18,7 +18,7 @@ import brotli  # type: ignore[import-untyped]
 import numpy as np
 from numpy.typing import NDArray
 
-# Codec, _encode and _decode (private) run the codec's pipeline with another compressor.
+# _encode and _decode (private) run the codec's pipeline with another compressor (a Codec).
 from heartrate_serve.store.byte_planes import Codec
 from heartrate_serve.store.codec import _decode, _encode, decode_chunk, encode_chunk
 

@@ -86,7 +86,7 @@ def split_planes(values: U64) -> tuple[int, list[bytes]]:
     return width, planes
 
 
-def frame(plane: bytes, codec: Codec) -> bytes:
+def framed(plane: bytes, codec: Codec) -> bytes:
     """A plane with its varint frame: compressed when that is smaller, else raw."""
     packed = codec.compress(plane)
     if len(packed) < len(plane):

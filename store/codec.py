@@ -34,7 +34,7 @@ from heartrate_serve.store.byte_planes import (
     I64,
     Codec,
     PlaneReader,
-    frame,
+    framed,
     split_planes,
     unzigzag,
     unzz,
@@ -140,7 +140,7 @@ def _encode(
     flags, parts = codec.ident, []
     for candidates in (_ts_candidates(ts), _bpm_candidates(hr), [(0, bytes([code_c]), planes_c)]):
         encoded = [
-            (bits, head + b"".join(frame(p, codec) for p in planes))
+            (bits, head + b"".join(framed(p, codec) for p in planes))
             for bits, head, planes in candidates
         ]
         bits, best = min(encoded, key=lambda c: len(c[1]))
